@@ -1,0 +1,107 @@
+"""Checkpoint folders: timm's Hugging Face layout plus Tim's preprocessing.
+
+    CHECKPOINT/
+      config.json        timm's config (architecture, num_classes, label_names,
+                         pretrained_cfg with mean/std/input_size) and a "tim"
+                         block: preprocessing, data recipe, training recipe, metrics
+      model.safetensors  the weights
+
+`timm.create_model("local-dir:CHECKPOINT", pretrained=True)` loads it with no
+Tim code. The "tim" block is the single source of truth that keeps serving and
+evaluation identical to training.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import timm
+import torch
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint Tim cannot use; the message says which file and why."""
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    folder: str | os.PathLike,
+    label_names: list[str],
+    preprocessing: dict,
+    extra: dict | None = None,
+) -> Path:
+    """Write `folder` atomically: a killed process leaves the old checkpoint or the new one, never half.
+
+    preprocessing: {"resize_mode": "pad"|"stretch", "image_size": int, "pad_color": [r, g, b]}
+    extra: more of the "tim" block (data recipe, training recipe, metrics).
+    """
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    size = int(preprocessing["image_size"])
+    timm.models.save_for_hf(
+        model,
+        tmp,
+        model_config={"label_names": list(label_names), "tim": {"preprocessing": preprocessing, **(extra or {})}},
+        safe_serialization=True,
+        data_config={"input_size": (3, size, size), "crop_pct": 1.0},
+    )
+    old = folder.with_name(f".{folder.name}.old{os.getpid()}")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """Read and validate CHECKPOINT/config.json; raise CheckpointError naming the problem."""
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no {CONFIG_NAME}; a Tim checkpoint folder has config.json and model.safetensors.")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}).") from None
+    arch = config.get("architecture")
+    if not arch or not timm.is_model(arch):
+        raise CheckpointError(f"{path}: architecture {arch!r} is not a timm model (timm {timm.__version__}).")
+    labels = config.get("label_names") or []
+    if len(labels) != config.get("num_classes"):
+        raise CheckpointError(
+            f"{path}: {len(labels)} label names for {config.get('num_classes')} classifier outputs; they must match."
+        )
+    if "tim" not in config or "preprocessing" not in config["tim"]:
+        raise CheckpointError(f"{path}: no 'tim.preprocessing' block; was this checkpoint written by Tim?")
+    return config
+
+
+def check_weights(folder: str | os.PathLike) -> Path:
+    """The safetensors weights of `folder`; pickled weights alone are refused, never loaded."""
+    folder = Path(folder)
+    weights = folder / WEIGHTS_NAME
+    if weights.is_file():
+        return weights
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES) if folder.is_dir() else []
+    if pickles:
+        raise CheckpointError(
+            f"{folder}: only pickled weights ({', '.join(pickles)}). Tim loads safetensors only, because a pickle "
+            "can run code when opened. Convert it where you trust the file: "
+            "safetensors.torch.save_file(torch.load(f, weights_only=True), 'model.safetensors')."
+        )
+    raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}.")
+
+
+def load_checkpoint(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode, config) from a local checkpoint folder, through plain timm."""
+    config = read_config(folder)
+    check_weights(folder)
+    model = timm.create_model(f"local-dir:{Path(folder).resolve()}", pretrained=True)
+    return model.eval(), config

