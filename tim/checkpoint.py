@@ -12,6 +12,7 @@ evaluation identical to training.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -45,6 +46,8 @@ def save_checkpoint(
     tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     size = int(preprocessing["image_size"])
+    if any(not p.is_contiguous() for p in model.parameters()):  # channels_last weights: safetensors wants them packed
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     timm.models.save_for_hf(
         model,
         tmp,

@@ -8,6 +8,10 @@ import sys
 # modules that define add_cli(subparsers); each subcommand sets args.func
 COMMAND_MODULES = [
     "tim.data.cli",
+    "tim.hub",
+    "tim.train_cli",
+    "tim.evaluation", "tim.compare", "tim.modelinfo",
+    "tim.predict",
 ]
 
 

@@ -50,10 +50,18 @@ def load_rgb(source: ImageSource, draft_size: int | None = None) -> Image.Image:
     Handles EXIF orientation, grayscale, palette, RGBA (composited on white), CMYK,
     16-bit and animated files (first frame). `draft_size` lets JPEG decoding skip
     detail finer than that size, which is what makes large originals cheap.
+
+    Every way a file can fail (missing, empty, not an image, truncated, a
+    decompression bomb, or a decoder error Pillow reports as something else)
+    becomes an ImageError naming the file, because the preprocessing report and
+    the app both show these messages to a person who has to act on them.
     """
     name = _describe(source)
-    if isinstance(source, (str, os.PathLike)) and os.path.getsize(source) == 0:
-        raise ImageError(f"{name}: the file is empty (0 bytes); re-download or remove it.")
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise ImageError(f"{name}: no such file; check the path.")
+        if os.path.getsize(source) == 0:
+            raise ImageError(f"{name}: the file is empty (0 bytes); re-download or remove it.")
     if isinstance(source, bytes):
         if not source:
             raise ImageError(f"{name}: the file is empty (0 bytes); re-download or remove it.")
@@ -61,25 +69,49 @@ def load_rgb(source: ImageSource, draft_size: int | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source)
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(
-                    f"{name}: {img.width}x{img.height} pixels is too large to be a painting photo "
-                    f"(limit {MAX_PIXELS:,} pixels); downscale it first."
-                )
-            if draft_size and img.format == "JPEG":
-                img.draft("RGB", (draft_size, draft_size))
-            img.seek(0)  # first frame of an animated GIF/WebP
-            img.load()
+            with Image.open(source) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageError(
+                        f"{name}: {img.width}x{img.height} pixels is too large to be a painting photo "
+                        f"(limit {MAX_PIXELS:,} pixels); downscale it first."
+                    )
+                if draft_size and img.format == "JPEG":
+                    img.draft("RGB", (draft_size, draft_size))
+                img.seek(0)  # first frame of an animated GIF/WebP
+                img.load()
+                return _to_rgb(ImageOps.exif_transpose(img))
     except ImageError:
         raise
     except UnidentifiedImageError:
+        kind = _claimed_format(source)
+        if kind:
+            raise ImageError(
+                f"{name}: starts like a {kind} file but its header is broken; re-export or re-download it."
+            ) from None
         raise ImageError(f"{name}: not an image file Pillow can read; use a JPEG, PNG or WebP.") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: too many pixels (decompression bomb guard); downscale it first.") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{name}: the image data is broken or truncated ({e}); re-export the file.") from None
-    return _to_rgb(ImageOps.exif_transpose(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: too many pixels ({e}); downscale it below {MAX_PIXELS:,} pixels first.") from None
+    except Exception as e:  # noqa: BLE001 - decoders raise OSError, EOFError, struct.error, IndexError, ...
+        raise ImageError(
+            f"{name}: the image data is broken or truncated ({type(e).__name__}: {e}); re-export the file."
+        ) from None
+
+
+SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"RIFF": "WebP", b"BM": "BMP"}
+
+
+def _claimed_format(source) -> str | None:
+    """The format a file's first bytes announce, to tell "broken JPEG" from "not an image at all"."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                head = f.read(16)
+        else:
+            source.seek(0)
+            head = source.read(16)
+    except (OSError, AttributeError, ValueError):
+        return None
+    return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), None)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

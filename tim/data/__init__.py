@@ -7,14 +7,16 @@ so evaluation can rebuild exactly the same test split.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import datasets
+import numpy as np
 
-from tim.data.preprocess import BadFile, default_cache_dir, preprocess
+from tim.data.preprocess import BadFile, cache_folder, default_cache_dir, pixels_to_image, preprocess
 from tim.data.sources import SOURCES, detect_source, load_source
 from tim.data.split import SPLITS, DataError, FilterReport, SplitReport, filter_artists, split_dataset
-from tim.data.transforms import TransformedSplit, eval_transform, train_transform
+from tim.data.transforms import TransformedSplit, eval_transform, split_datasets, train_transform
 
 
 @dataclass
@@ -56,26 +58,53 @@ class PreparedData:
     bad_files: list[BadFile]
     filter_report: FilterReport
     split_report: SplitReport
-    source_counts: dict[str, int] = field(default_factory=dict)
+    source_counts: dict[str, int] = field(default_factory=dict)  # images per artist in the source, bad ones too
+    cache: str = ""  # the folder holding the prepared pictures
+
+
+@dataclass
+class PreparedSource:
+    """A source after preprocessing, before the filter: what `tim data inspect` shows even when the filter fails."""
+
+    images: datasets.Dataset  # readable images: pixels, artist, phash, path
+    bad_files: list[BadFile]
+    source_counts: dict[str, int]  # images per artist in the source, bad ones too
+    usable_counts: dict[str, int]  # readable images per artist
+    cache: str
+
+
+def prepare_source(cfg: DataConfig) -> PreparedSource:
+    """Load the source and preprocess it (cached): the first half of `prepare_data`."""
+    raw = load_source(cfg.source, kind=cfg.kind, label_column=cfg.label_column, drop_labels=cfg.drop_labels)
+    images, bad = preprocess(
+        raw, cfg.image_size, cfg.resize_mode, cfg.pad_color, cache_dir=cfg.cache_dir, num_proc=cfg.num_proc
+    )
+    names = raw.features["artist"].names
+    source = Counter(np.asarray(raw["artist"]).tolist())
+    usable = Counter(np.asarray(images["artist"]).tolist())
+    return PreparedSource(
+        images,
+        bad,
+        {n: source.get(i, 0) for i, n in enumerate(names)},
+        {n: usable.get(i, 0) for i, n in enumerate(names)},
+        str(cache_folder(raw, cfg.image_size, cfg.resize_mode, cfg.pad_color, cfg.cache_dir)),
+    )
 
 
 def prepare_data(cfg: DataConfig) -> PreparedData:
     """Run the whole chain for `cfg` (cached after the first time)."""
-    raw = load_source(cfg.source, kind=cfg.kind, label_column=cfg.label_column, drop_labels=cfg.drop_labels)
-    prepared, bad = preprocess(
-        raw, cfg.image_size, cfg.resize_mode, cfg.pad_color, cache_dir=cfg.cache_dir, num_proc=cfg.num_proc
-    )
-    kept, filter_report = filter_artists(prepared, cfg.min_images, cfg.artists)
+    source = prepare_source(cfg)
+    kept, filter_report = filter_artists(source.images, cfg.min_images, cfg.artists)
     splits, split_report = split_dataset(kept, cfg.fractions, cfg.seed, cfg.duplicate_distance)
-    names = raw.features["artist"].names
-    counts = {n: 0 for n in names}
-    for label in raw["artist"]:
-        counts[names[label]] += 1
-    return PreparedData(splits, kept.features["artist"].names, bad, filter_report, split_report, counts)
+    return PreparedData(
+        splits, kept.features["artist"].names, source.bad_files, filter_report, split_report,
+        source.source_counts, source.cache,
+    )
 
 
 __all__ = [
-    "SOURCES", "SPLITS", "BadFile", "DataConfig", "DataError", "PreparedData", "TransformedSplit",
-    "default_cache_dir", "detect_source", "eval_transform", "filter_artists", "load_source", "prepare_data",
-    "preprocess", "split_dataset", "train_transform",
+    "SOURCES", "SPLITS", "BadFile", "DataConfig", "DataError", "PreparedData", "PreparedSource", "TransformedSplit",
+    "cache_folder", "default_cache_dir", "detect_source", "eval_transform", "filter_artists", "load_source",
+    "pixels_to_image", "prepare_data", "prepare_source", "preprocess", "split_datasets", "split_dataset",
+    "train_transform",
 ]

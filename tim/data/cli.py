@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from tim.data import DataConfig, DataError, prepare_data
+from tim.data import DataConfig, DataError, filter_artists, prepare_data, prepare_source, split_dataset
+
+MAX_GROUPS_SHOWN = 20  # near-duplicate groups listed by `inspect`; the count is always complete
 
 
 def add_data_arguments(p: argparse.ArgumentParser, source: bool = True) -> None:
@@ -22,7 +25,7 @@ def add_data_arguments(p: argparse.ArgumentParser, source: bool = True) -> None:
     p.add_argument("--min-images", type=int, default=d.min_images, help="keep artists with at least this many images")
     p.add_argument("--artists", nargs="+", help="keep only these artists")
     p.add_argument("--fractions", type=float, nargs=3, default=d.fractions, metavar=("TRAIN", "VAL", "TEST"))
-    p.add_argument("--split-seed", dest="seed", type=int, default=d.seed)
+    p.add_argument("--split-seed", dest="split_seed", type=int, default=d.seed)
     p.add_argument("--duplicate-distance", type=int, default=d.duplicate_distance,
                    help="max differing perceptual-hash bits for two images to count as one work (-1: off)")
     p.add_argument("--cache-dir", help="where prepared images are kept (default ~/.cache/tim/prepared)")
@@ -31,7 +34,9 @@ def add_data_arguments(p: argparse.ArgumentParser, source: bool = True) -> None:
 
 def data_config_from_args(args: argparse.Namespace, source: str | None = None) -> DataConfig:
     fields = DataConfig.__dataclass_fields__
-    values = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
+    values = {k: getattr(args, k) for k in fields if k != "seed" and getattr(args, k, None) is not None}
+    if getattr(args, "split_seed", None) is not None:
+        values["seed"] = args.split_seed
     if source is not None:
         values["source"] = source
     return DataConfig.from_dict(values)
@@ -49,36 +54,68 @@ def add_cli(sub) -> None:
         p.set_defaults(func=func)
 
 
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
 def inspect(args) -> int:
+    """Show what Tim would train on; exit 0 only when the data makes a usable training set."""
     cfg = data_config_from_args(args)
     try:
-        data = prepare_data(cfg)
+        source = prepare_source(cfg)
+    except (DataError, FileNotFoundError) as e:
+        return _fail(str(e))
+    counts, usable = source.source_counts, source.usable_counts
+    print(f"Source: {cfg.source}  ({sum(counts.values())} images, {len(counts)} artists)")
+    print(f"Preprocessing: {cfg.resize_mode}, {cfg.image_size}px, cache {source.cache}\n")
+    try:
+        kept, report = filter_artists(source.images, cfg.min_images, cfg.artists)
+        splits, split_report = split_dataset(kept, cfg.fractions, cfg.seed, cfg.duplicate_distance)
     except DataError as e:
-        print(f"error: {e}")
-        return 1
-    print(f"Source: {cfg.source}  ({sum(data.source_counts.values())} images, {len(data.source_counts)} artists)")
-    print(f"Preprocessing: {cfg.resize_mode}, {cfg.image_size}px\n")
-    kept, dropped = data.filter_report.kept, data.filter_report.dropped
-    print(f"{'artist':32} {'images':>7} {'usable':>7}  filter (min {cfg.min_images})")
-    for artist, n in sorted(data.source_counts.items(), key=lambda kv: -kv[1]):
-        usable = kept.get(artist, dropped.get(artist, 0))
-        print(f"{artist:32} {n:7d} {usable:7d}  {'keep' if artist in kept else 'drop'}")
-    print(f"\nKept {len(kept)} artists, {sum(kept.values())} images; dropped {len(dropped)} artists.")
-    rep = data.split_report
-    print(f"Near-duplicates: {rep.duplicate_groups} groups ({rep.duplicate_images} images) kept within one split.")
-    print("Split: " + ", ".join(f"{k} {v}" for k, v in rep.sizes.items()) + f" (seed {cfg.seed})")
-    if data.bad_files:
-        print(f"\n{len(data.bad_files)} bad file(s), skipped:")
-        for bad in data.bad_files:
-            print(f"  {bad.path}: {bad.reason}")
+        report, error = None, e
     else:
-        print("\nNo bad files.")
+        error = None
+    print(f"{'artist':32} {'images':>7} {'usable':>7}  filter (min {cfg.min_images})")
+    for artist, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if report is not None:
+            keep = artist in report.kept
+        else:  # the filter refused the data as a whole; say which artists pass on their own
+            keep = usable[artist] >= max(cfg.min_images, 1) and (not cfg.artists or artist in cfg.artists)
+        verdict = "keep" if keep else "drop"
+        print(f"{artist:32} {n:7d} {usable[artist]:7d}  {verdict}")
+    _print_bad_files(source.bad_files)
+    if error is not None:
+        return _fail(str(error))
+    print(f"\nKept {len(report.kept)} artists, {sum(report.kept.values())} images; "
+          f"dropped {len(report.dropped)} artists ({sum(report.dropped.values())} images).")
+    print(f"Near-duplicates: {split_report.duplicate_groups} groups ({split_report.duplicate_images} images), "
+          "each kept within one split.")
+    for group in split_report.duplicates[:MAX_GROUPS_SHOWN]:
+        print("  " + "  =  ".join(group))
+    if split_report.duplicate_groups > MAX_GROUPS_SHOWN:
+        print(f"  ... and {split_report.duplicate_groups - MAX_GROUPS_SHOWN} more groups")
+    print("Split: " + ", ".join(f"{k} {v}" for k, v in split_report.sizes.items()) + f" (seed {cfg.seed})")
     return 0
+
+
+def _print_bad_files(bad_files) -> None:
+    if not bad_files:
+        print("\nNo bad files.")
+        return
+    print(f"\n{len(bad_files)} bad file(s), skipped:")
+    for bad in bad_files:
+        print(f"  {bad.path}: {bad.reason}")
 
 
 def prepare(args) -> int:
     cfg = data_config_from_args(args)
-    data = prepare_data(cfg)
-    print(f"Prepared {sum(data.split_report.sizes.values())} images of {len(data.artists)} artists "
-          f"({len(data.bad_files)} bad files skipped).")
+    try:
+        data = prepare_data(cfg)
+    except (DataError, FileNotFoundError) as e:
+        return _fail(str(e))
+    _print_bad_files(data.bad_files)
+    print(f"\nPrepared {sum(data.split_report.sizes.values())} images of {len(data.artists)} artists "
+          f"({len(data.bad_files)} bad files skipped) in {data.cache}")
+    print("Split: " + ", ".join(f"{k} {v}" for k, v in data.split_report.sizes.items()) + f" (seed {cfg.seed})")
     return 0

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 import datasets
+import numpy as np
+
+from tim.data.split import DataError
 
 SOURCES: dict[str, Callable[..., datasets.Dataset]] = {}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -68,17 +71,58 @@ def fix_artist_name(name: str) -> str:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files under `folder`, sorted; hidden files (macOS `._x.jpg`, `.DS_Store`) are not paintings."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _artist_folders(root: Path) -> list[Path]:
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _files_by_artist(folders: list[Path]) -> list[tuple[str, str]]:
+    """(path, artist) pairs, artist names repaired; folders that repair to one name are merged.
+
+    When two folders hold the same artist (Kaggle's Dürer), a file whose bytes
+    already came from the other folder is listed once, so merging can never
+    count one painting twice.
+    """
+    by_artist: dict[str, list[Path]] = {}
+    for folder in folders:
+        by_artist.setdefault(fix_artist_name(folder.name), []).append(folder)
+    files = []
+    for artist, dirs in sorted(by_artist.items()):
+        if len(dirs) == 1:
+            files.extend((str(p), artist) for p in _image_files(dirs[0]))
+            continue
+        seen: set[tuple[int, str]] = set()
+        for d in dirs:
+            for p in _image_files(d):
+                key = (p.stat().st_size, _file_digest(p))
+                if key not in seen:
+                    seen.add(key)
+                    files.append((str(p), artist))
+    return files
 
 
 def _from_files(files: list[tuple[str, str]]) -> datasets.Dataset:
     """Build Dataset(image, artist) from (path, artist) pairs, artists sorted by name."""
     names = sorted({artist for _, artist in files})
+    index = {name: i for i, name in enumerate(names)}
     features = datasets.Features(
         {"image": datasets.Image(decode=False), "artist": datasets.ClassLabel(names=names)}
     )
     return datasets.Dataset.from_dict(
-        {"image": [{"path": p, "bytes": None} for p, _ in files], "artist": [names.index(a) for _, a in files]},
+        {"image": [{"path": p, "bytes": None} for p, _ in files], "artist": [index[a] for _, a in files]},
         features=features,
     )
 
@@ -93,13 +137,9 @@ def load_imagefolder(ref: str, **_) -> datasets.Dataset:
     reaches the preprocessing report.)
     """
     root = Path(ref)
-    files = [
-        (str(p), fix_artist_name(artist_dir.name))
-        for artist_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        for p in _image_files(artist_dir)
-    ]
+    files = _files_by_artist(_artist_folders(root))
     if not files:
-        raise ValueError(f"{root}: no images found; expected one sub-folder of images per artist.")
+        raise DataError(f"{root}: no images found; expected one sub-folder of images per artist.")
     return _from_files(files)
 
 
@@ -116,12 +156,9 @@ def load_best_artworks(ref: str, **_) -> datasets.Dataset:
     images = root / "images" / "images"
     if not images.is_dir():
         images = root / "images" if (root / "images").is_dir() else root
-    files = []
-    for artist_dir in sorted(d for d in images.iterdir() if d.is_dir()):
-        artist = fix_artist_name(artist_dir.name)
-        files.extend((str(p), artist) for p in _image_files(artist_dir))
+    files = _files_by_artist(_artist_folders(images))
     if not files:
-        raise ValueError(f"{root}: no images under images/images/<Artist_Name>/ (Kaggle Best Artworks layout).")
+        raise DataError(f"{root}: no images under images/images/<Artist_Name>/ (Kaggle Best Artworks layout).")
     return _from_files(files)
 
 
@@ -136,42 +173,82 @@ def load_hub(
 ) -> datasets.Dataset:
     """A Hub dataset id (`huggan/wikiart`, optionally `hf:` prefixed) or local parquet/arrow files.
 
-    `label_column` is renamed to `artist`; rows whose label is in `drop_labels`
-    (WikiArt's "Unknown Artist") are dropped.
+    `label_column` becomes the `artist` ClassLabel (string or ClassLabel columns
+    both work). Labels in `drop_labels` (WikiArt's "Unknown Artist") and missing
+    labels are removed from the rows *and* from the class names, so a dropped
+    label can never become a class. Relabelling adds a small in-memory column and
+    selects rows by index: the image bytes (gigabytes for WikiArt) are never copied.
     """
-    path = Path(ref)
-    if path.exists():
-        files = [path] if path.is_file() else sorted(path.rglob("*.parquet")) or sorted(path.rglob("*.arrow"))
-        builder = "arrow" if files[0].suffix == ".arrow" else "parquet"
-        ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split=split)
-    else:
-        ds = datasets.load_dataset(ref.removeprefix("hf:"), split=split, revision=revision)
+    ds = _load_hub_table(ref, split, revision)
     if label_column not in ds.column_names:
-        raise ValueError(f"{ref}: no column {label_column!r}; columns are {ds.column_names}. Use --label-column.")
+        raise DataError(f"{ref}: no column {label_column!r}; columns are {ds.column_names}. Use --label-column.")
     image_column = next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
+    if image_column is None and "image" in ds.column_names and label_column != "image":
+        image_column = "image"
     if image_column is None:
-        raise ValueError(f"{ref}: no image column; columns are {ds.column_names}.")
-    ds = ds.select_columns([image_column, label_column]).rename_columns(
-        {image_column: "image", label_column: "artist"} if image_column != "image" else {label_column: "artist"}
-    )
+        raise DataError(f"{ref}: no image column; columns are {ds.column_names}.")
+
+    feature = ds.features[label_column]
+    values = list(ds[label_column])
+    if isinstance(feature, datasets.ClassLabel):
+        values = [feature.names[v] if v is not None and v >= 0 else None for v in values]
+    else:
+        values = [None if v is None else str(v) for v in values]
+    names = sorted({v for v in values if v is not None} - set(drop_labels))
+    index = {name: i for i, name in enumerate(names)}
+    labels = np.array([index.get(v, -1) for v in values], dtype=np.int64)
+
+    ds = ds.select_columns([image_column, label_column]).remove_columns(label_column)
+    if image_column != "image":
+        ds = ds.rename_column(image_column, "image")
     ds = ds.cast_column("image", datasets.Image(decode=False))
-    if not isinstance(ds.features["artist"], datasets.ClassLabel):
-        ds = ds.class_encode_column("artist")
-    names = ds.features["artist"].names
-    dropped = [names.index(n) for n in drop_labels if n in names]
-    if dropped:
-        ds = ds.filter(lambda labels: [lab not in dropped for lab in labels], input_columns="artist", batched=True)
+    ds = ds.add_column("artist", labels.tolist(), feature=datasets.ClassLabel(names=names))
+    if (labels < 0).any():
+        ds = ds.select(np.flatnonzero(labels >= 0))
     return ds
 
 
+def _load_hub_table(ref: str, split: str, revision: str | None) -> datasets.Dataset:
+    path = Path(ref)
+    if not path.exists():
+        try:
+            return datasets.load_dataset(ref.removeprefix("hf:"), split=split, revision=revision)
+        except Exception as e:  # noqa: BLE001 - offline, unknown id, gated, no such split...
+            raise DataError(
+                f"{ref}: not a local folder or file, and loading it from the Hugging Face Hub failed "
+                f"({type(e).__name__}: {e})."
+            ) from e
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet")) or sorted(path.rglob("*.arrow"))
+    if not files:
+        raise DataError(f"{ref}: no .parquet or .arrow files found.")
+    builder = "arrow" if files[0].suffix == ".arrow" else "parquet"
+    return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+
+
 def fingerprint(ds: datasets.Dataset) -> str:
-    """A stable identity for a source's content: file paths, sizes and mtimes, or datasets' fingerprint."""
+    """A stable identity for a source's content, the part of the cache key that says "same pictures".
+
+    Files on disk are identified by path, size and modification time (a missing
+    file still counts, so removing one rebuilds the cache). Images held as bytes
+    (Hub and parquet sources) use datasets' own fingerprint, which follows the
+    data files and every transform applied to them, and is the same in every process.
+    """
     h = hashlib.sha256(ds.info.description.encode())
-    if ds.num_rows and ds[0]["image"]["bytes"] is None and ds[0]["image"]["path"]:
-        for p in ds["image"]:
-            st = os.stat(p["path"])
-            h.update(f"{p['path']}|{st.st_size}|{st.st_mtime_ns}".encode())
-    else:
-        h.update(ds._fingerprint.encode())
     h.update(",".join(ds.features["artist"].names).encode())
+    if ds.num_rows == 0 or not _on_disk(ds[0]["image"]):  # first row only: never read gigabytes of bytes
+        h.update(ds._fingerprint.encode())
+        return h.hexdigest()[:16]
+    for image, label in zip(ds["image"], ds["artist"]):
+        if not _on_disk(image):  # a mix of files and bytes: fall back to datasets' fingerprint
+            h.update(ds._fingerprint.encode())
+            break
+        try:
+            st = os.stat(image["path"])
+            h.update(f"{image['path']}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{image['path']}|{label}|missing\n".encode())
     return h.hexdigest()[:16]
+
+
+def _on_disk(image: dict) -> bool:
+    return image.get("bytes") is None and bool(image.get("path"))

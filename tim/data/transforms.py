@@ -3,24 +3,31 @@
 Each split gets its own wrapper and its own transform. (The project Tim grew
 from set the evaluation transform on a dataset object shared with training, so
 it trained with no augmentation at all; keeping them apart prevents that.)
+`split_datasets` is the one place that pairs splits with transforms, and the
+training code uses it, so the tests check exactly what training gets.
 """
 from __future__ import annotations
 
 import datasets
 import torch
-from PIL import Image
 from torchvision.transforms import v2
+
+from tim.data.preprocess import pixels_to_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def train_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
-    """The reference recipe: RandomHorizontalFlip, RandomRotation(10), ColorJitter(0.1, 0.1, 0.1)."""
+def train_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD, fill=(0, 0, 0)) -> v2.Compose:
+    """The reference recipe: RandomHorizontalFlip, RandomRotation(10), ColorJitter(0.1, 0.1, 0.1).
+
+    `fill` colours the corners a rotation uncovers; pass the pad colour so they
+    look like the letterbox bars the model sees everywhere else.
+    """
     return v2.Compose(
         [
             v2.RandomHorizontalFlip(),
-            v2.RandomRotation(10),
+            v2.RandomRotation(10, fill=[int(c) for c in fill]),
             v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1),
             v2.PILToTensor(),
             v2.ToDtype(torch.float32, scale=True),
@@ -34,10 +41,15 @@ def eval_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
 
 
 class TransformedSplit(torch.utils.data.Dataset):
-    """A prepared split as (image tensor, artist index) pairs through `transform`."""
+    """A prepared split as (image tensor, artist index) pairs through `transform`.
+
+    It reads through its own plain view of the split (a new object, with any
+    format or transform the given dataset carries removed, and nothing set on
+    that dataset), so no transform can leak between splits in either direction.
+    """
 
     def __init__(self, split: datasets.Dataset, transform):
-        self.split = split.with_format("numpy", columns=["pixels", "artist"])
+        self.split = split.select_columns(["pixels", "artist"]).with_format(None)
         self.transform = transform
 
     def __len__(self):
@@ -45,4 +57,16 @@ class TransformedSplit(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         row = self.split[int(i)]
-        return self.transform(Image.fromarray(row["pixels"])), int(row["artist"])
+        return self.transform(pixels_to_image(row["pixels"])), int(row["artist"])
+
+
+def split_datasets(
+    splits: datasets.DatasetDict, mean=IMAGENET_MEAN, std=IMAGENET_STD, pad_color=(0, 0, 0)
+) -> dict[str, TransformedSplit]:
+    """One TransformedSplit per split: augmentation for "train", normalisation only for the others."""
+    return {
+        name: TransformedSplit(
+            split, train_transform(mean, std, fill=pad_color) if name == "train" else eval_transform(mean, std)
+        )
+        for name, split in splits.items()
+    }

@@ -1,0 +1,159 @@
+"""The app: its functions directly (batches, bad files, limits, models that fail, validation) and over HTTP."""
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from app_helpers import ARTISTS, bad_and_odd_files, make_checkpoint, picture, save
+
+import tim.catalog
+from tim.app import TimApp, build_parser, create_app
+from tim.catalog import ModelCatalog, ModelEntry
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    make_checkpoint(root / "effnet", "test_efficientnet", metrics={"split": "test", "accuracy": 0.8125})
+    make_checkpoint(root / "resnet", "test_resnet")
+    broken = root / "zz-broken"  # looks like a checkpoint (both files), but the weights are garbage
+    make_checkpoint(broken, "test_resnet")
+    (broken / "model.safetensors").write_bytes(b"\0" * 64)
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(models_dir) -> TimApp:
+    return TimApp(ModelCatalog.discover(models_dir, []), max_files=16, max_file_mb=5)
+
+
+@pytest.fixture
+def paintings(tmp_path) -> list[Path]:
+    return [save(picture(240, 160, seed=s), tmp_path / f"painting{s}.jpg") for s in range(2)]
+
+
+def test_a_batch_with_a_corrupt_file_analyses_the_rest(app, paintings, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a JPEG")
+    status, results = app.analyze("local:effnet", [paintings[0], corrupt, paintings[1]])
+    assert [r.name for r in results] == ["painting0.jpg", "corrupt.jpg", "painting1.jpg"]
+    assert results[0].explanation and results[2].explanation and results[1].explanation is None
+    assert results[1].error.startswith("corrupt.jpg:") and str(tmp_path) not in results[1].error
+    assert "Analysed 2 of 3" in status
+    rows = app.table(results)
+    assert rows[0][1] in ARTISTS and 0 < rows[0][2] <= 1 and rows[0][3].count(":") == 5 and rows[0][4] == ""
+    assert rows[1][1] == "" and "corrupt.jpg" in rows[1][4]
+
+
+def test_each_bad_file_gets_its_own_message_and_odd_ones_are_analysed(app, tmp_path):
+    bad, odd = bad_and_odd_files(tmp_path)
+    paths = list(bad.values()) + list(odd.values())
+    _, results = app.analyze("local:resnet", paths)
+    by_name = {r.name: r for r in results}
+    expected = {"empty": "empty", "text": "not an image", "truncated": "broken or truncated",
+                "bomb": "pixels", "strip": "strip"}
+    for kind, path in bad.items():
+        r = by_name[path.name]
+        assert r.explanation is None and expected[kind] in r.error, (kind, r.error)
+    for kind, path in odd.items():
+        assert by_name[path.name].explanation is not None, (kind, by_name[path.name].error)
+    # EXIF orientation honoured: stored 200x100 sideways, shown upright 100x200
+    assert by_name["rotated.jpg"].explanation.picture.size == (100, 200)
+    assert by_name["rotated.jpg"].explanation.overlay.shape == (200, 100, 3)
+
+
+def test_limits_on_count_and_size_are_enforced_per_file(models_dir, tmp_path):
+    app = TimApp(ModelCatalog.discover(models_dir, []), max_files=2, max_file_mb=0.01)
+    small = [save(picture(60, 40, seed=s), tmp_path / f"s{s}.png") for s in range(3)]
+    big = save(picture(400, 400), tmp_path / "big.png")
+    assert big.stat().st_size > 0.01 * 1024 * 1024
+    _, results = app.analyze("local:effnet", [small[0], big, small[1], small[2]])
+    assert results[0].explanation is not None
+    assert results[1].error.startswith("big.png: ") and "over the 0.01 MB limit" in results[1].error
+    assert "at most 2 pictures" in results[2].error and "at most 2 pictures" in results[3].error
+
+
+def test_a_model_that_fails_to_load_says_why_and_the_others_still_work(app, paintings):
+    status, results = app.analyze("local:zz-broken", paintings)
+    assert results == [] and "could not be loaded" in status and "zz-broken" in status
+    assert "could not be loaded" in app.describe("local:zz-broken")
+    status, results = app.analyze("local:effnet", paintings)
+    assert all(r.explanation is not None for r in results)
+
+
+def test_only_configured_models_can_be_chosen(models_dir, paintings):
+    loaded = []
+    catalog = ModelCatalog.discover(models_dir, [])
+    catalog._loader = lambda ref: loaded.append(ref)
+    app = TimApp(catalog)
+    for value in ["../../etc", str(models_dir / "effnet"), "hub:someone/else", "effnet", None, ""]:
+        status, results = app.analyze(value, paintings)
+        assert results == [] and "unknown model" in status
+        assert "unknown model" in app.describe(value)
+    assert loaded == []
+
+
+def test_model_list_order_and_descriptions(models_dir, tmp_path, monkeypatch):
+    bundled = tmp_path / "bundled"
+    make_checkpoint(bundled / "tim-lite0", "test_efficientnet")
+    (bundled / "examples").mkdir()  # not a checkpoint: ignored
+    (bundled / "tim-lite0" / "eval_results.json").write_text(json.dumps(
+        {"split": "test", "metrics": {"accuracy": {"value": 0.75, "low": 0.71, "high": 0.79}}}))
+    monkeypatch.setattr(tim.catalog, "BUNDLED_DIR", bundled)
+    monkeypatch.setenv("TIM_MODELS", "someone/tim-convnext, other/model@v2")
+    app = create_app(build_parser().parse_args(["--models-dir", str(models_dir), "--model", "third/repo"]))
+    keys = list(app.catalog.entries)
+    assert keys == ["bundled:tim-lite0", "local:effnet", "local:resnet", "local:zz-broken",
+                    "hub:third/repo", "hub:someone/tim-convnext", "hub:other/model@v2"]
+    assert app.catalog.default_key == "bundled:tim-lite0"
+    labels = dict((k, v) for v, k in app.catalog.choices())
+    assert labels["bundled:tim-lite0"] == "tim-lite0 (bundled) · test_efficientnet · 5 artists · test accuracy 75.0%"
+    assert labels["local:effnet"] == "effnet · test_efficientnet · 5 artists · test accuracy 81.2%"
+    assert "not measured" in labels["local:resnet"] and labels["hub:other/model@v2"].startswith("other/model@v2 (Hub)")
+    assert "71.0% to 79.0%" in app.describe("bundled:tim-lite0")
+
+
+def test_loaded_models_are_cached_with_a_bound():
+    loads = []
+    catalog = ModelCatalog([ModelEntry(f"local:{n}", n, "local") for n in "abc"], max_loaded=2,
+                           loader=lambda ref: loads.append(ref) or object())
+    first = catalog.get("local:a")
+    assert catalog.get("local:a") is first and loads == ["a"]
+    catalog.get("local:b")
+    catalog.get("local:a")  # a is now the most recent
+    catalog.get("local:c")  # evicts b
+    assert catalog.is_loaded("local:a") and not catalog.is_loaded("local:b")
+    catalog.get("local:b")
+    assert loads == ["a", "b", "c", "b"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_running_app_over_http(app, paintings, tmp_path):
+    from gradio_client import Client, handle_file
+
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n but nothing after")
+    port = free_port()
+    app.launch("127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    demo = app.demo
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        status, table, about = client.predict(
+            "local:effnet", [handle_file(str(p)) for p in (paintings[0], corrupt, paintings[1])], api_name="/analyze")
+        rows = table["data"]
+        assert table["headers"] == ["file", "artist", "confidence", "top-5", "error"]
+        assert [r[0] for r in rows] == ["painting0.jpg", "corrupt.png", "painting1.jpg"]
+        assert sum(r[4] == "" for r in rows) == 2 and rows[1][4].startswith("corrupt.png:")
+        assert all(r[1] in ARTISTS for r in (rows[0], rows[2]))
+        assert "Analysed 2 of 3" in status and "effnet" in about
+        with pytest.raises(Exception, match="not in the list of choices"):
+            client.predict("../etc/passwd", [handle_file(str(paintings[0]))], api_name="/analyze")
+    finally:
+        demo.close()

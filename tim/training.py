@@ -1,0 +1,351 @@
+"""The training loop: one Accelerate loop for a laptop CPU, one GPU, or `accelerate launch` on many.
+
+Read it top to bottom in `train()`: data, model with learning-rate tiers,
+optimizer and scheduler, then epochs of train -> validate -> checkpoint ->
+early stop. Everything it needs is in one `TrainConfig`, which is also what
+the YAML files in configs/ hold.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from sklearn.metrics import f1_score
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from tim.checkpoint import save_checkpoint
+from tim.data import DataConfig, TransformedSplit, eval_transform, prepare_data, train_transform
+from tim.models import Tiers, build_model, tier_groups
+
+LOG_COLUMNS = [
+    "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1_macro",
+    "lr_early", "lr_intermediate", "lr_final", "seconds", "images_per_second",
+]
+
+
+@dataclass
+class TrainConfig:
+    model: str = "resnet50"
+    pretrained: str = "timm"  # timm | offline | none | path/to/weights.safetensors
+    data: DataConfig = field(default_factory=DataConfig)
+    output_dir: str = "runs/resnet50"
+    epochs: int = 20
+    batch_size: int = 32  # per device
+    gradient_accumulation_steps: int = 1
+    tiers: Tiers = field(default_factory=Tiers)
+    freeze_backbone: bool = False  # train only the new head (the ResNet-50 baseline)
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0
+    scheduler: str = "plateau"  # plateau (on validation loss) | cosine | none
+    plateau_factor: float = 0.1
+    plateau_patience: int = 2
+    warmup_epochs: float = 0.0  # cosine only
+    label_smoothing: float = 0.0
+    class_weights: str = "none"  # none | inverse_sqrt (weights the loss towards rare artists, for macro-F1)
+    early_stopping_patience: int = 5
+    early_stopping_metric: str = "accuracy"  # accuracy | f1_macro (validation)
+    seed: int = 42
+    num_workers: int = 2
+    channels_last: bool = True
+    mixed_precision: str | None = None  # no | fp16 | bf16; None = Accelerate's config
+    report_to: str | None = None  # e.g. tensorboard
+    max_steps_per_epoch: int | None = None  # for smoke tests
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private: bool = False
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["data"] = self.data.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}")
+        data = DataConfig.from_dict(d.pop("data", {}) or {})
+        tiers = Tiers(**(d.pop("tiers", {}) or {}))
+        return cls(data=data, tiers=tiers, **d)
+
+
+class Progress:
+    """Where the run is: epoch, best validation score, epochs without improvement.
+
+    Registered with Accelerate so `save_state`/`load_state` carry it with the
+    model, optimizer, scheduler and RNG states.
+    """
+
+    def __init__(self):
+        self.epoch = 0
+        self.best = -math.inf
+        self.bad_epochs = 0
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state):
+        self.epoch, self.best, self.bad_epochs = state["epoch"], state["best"], state["bad_epochs"]
+
+
+def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
+    if cfg.scheduler == "cosine":
+        total = max(1, cfg.epochs * steps_per_epoch)
+        warmup = int(cfg.warmup_epochs * steps_per_epoch)
+
+        def factor(step):
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if cfg.scheduler == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    raise ValueError(f"scheduler {cfg.scheduler!r}: choose plateau, cosine or none")
+
+
+def make_optimizer(cfg: TrainConfig, groups: list[dict]):
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer {cfg.optimizer!r}: choose adam or adamw")
+
+
+def class_weights(split, num_classes: int, kind: str) -> torch.Tensor | None:
+    """Per-artist loss weights: `inverse_sqrt` gives an artist with 4x fewer paintings 2x the weight."""
+    if kind == "none":
+        return None
+    if kind != "inverse_sqrt":
+        raise ValueError(f"class_weights {kind!r}: choose none or inverse_sqrt")
+    counts = np.bincount(np.asarray(split["artist"]), minlength=num_classes).clip(min=1)
+    weights = 1.0 / np.sqrt(counts)
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+@torch.no_grad()
+def validate(model, loader, accelerator, channels_last: bool) -> dict:
+    """Loss, accuracy and macro-F1 over the whole split, each image counted once on every rank."""
+    model.eval()
+    losses, preds, labels = [], [], []
+    for x, y in loader:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with accelerator.autocast():
+            logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="none")
+        loss, pred, y = accelerator.gather_for_metrics((loss, logits.argmax(-1), y))
+        losses.append(loss.cpu())
+        preds.append(pred.cpu())
+        labels.append(y.cpu())
+    losses, preds, labels = torch.cat(losses), torch.cat(preds).numpy(), torch.cat(labels).numpy()
+    return {
+        "val_loss": float(losses.mean()),
+        "val_accuracy": float((preds == labels).mean()),
+        "val_f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)),
+    }
+
+
+def _to(t, device):
+    return None if t is None else t.to(device)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train `cfg.model` on `cfg.data`; returns the run folder (best/, last/, state/, log.csv)."""
+    out = Path(cfg.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=cfg.mixed_precision,
+        log_with=cfg.report_to,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+    )
+    main = accelerator.is_main_process
+    if cfg.push_to_hub:  # fail now, not after 20 epochs; every rank checks, so none is left waiting
+        from tim.hub import check_push_access
+
+        if not cfg.hub_model_id:
+            raise ValueError("--push-to-hub needs --hub-model-id USER/NAME")
+        check_push_access(cfg.hub_model_id)
+    set_seed(cfg.seed)
+
+    # ---- data: prepared once (main process first, the others reuse its cache)
+    with accelerator.main_process_first():
+        data = prepare_data(cfg.data)
+    if main and data.bad_files:
+        print(f"Skipped {len(data.bad_files)} unreadable file(s):")
+        for bad in data.bad_files:
+            print(f"  {bad.path}: {bad.reason}")
+
+    # ---- model, with the normalisation its pretrained weights expect
+    model = build_model(cfg.model, num_classes=len(data.artists), pretrained=cfg.pretrained)
+    norm = timm.data.resolve_data_config(model=model)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_set = TransformedSplit(data.splits["train"], train_transform(norm["mean"], norm["std"]))
+    val_set = TransformedSplit(data.splits["validation"], eval_transform(norm["mean"], norm["std"]))
+    loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                       persistent_workers=cfg.num_workers > 0)
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > cfg.batch_size, **loader_args)
+    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+
+    groups = tier_groups(model, cfg.tiers, cfg.freeze_backbone)
+    optimizer = make_optimizer(cfg, groups)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    scheduler = make_scheduler(cfg, optimizer, steps_per_epoch)
+    progress = Progress()
+    accelerator.register_for_checkpointing(scheduler, progress)
+    if resume and (out / "state").is_dir():
+        accelerator.load_state(str(out / "state"))
+        accelerator.print(f"Resumed from {out / 'state'} at epoch {progress.epoch}")
+    elif main:
+        if out.exists() and (out / "log.csv").exists() and not resume:
+            (out / "log.csv").unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if cfg.report_to:
+        accelerator.init_trackers("tim", config={"model": cfg.model, "epochs": cfg.epochs})
+    accelerator.print(
+        f"Training {cfg.model} on {len(data.artists)} artists: {len(train_set)} train / {len(val_set)} val images, "
+        f"{accelerator.num_processes} process(es) on {accelerator.device}"
+    )
+
+    criterion = torch.nn.CrossEntropyLoss(
+        weight=_to(class_weights(data.splits["train"], len(data.artists), cfg.class_weights), accelerator.device),
+        label_smoothing=cfg.label_smoothing,
+    )
+    checkpoint_extra = {"data": cfg.data.to_dict(), "train": _recipe(cfg)}
+    preprocessing = {"resize_mode": cfg.data.resize_mode, "image_size": cfg.data.image_size,
+                     "pad_color": list(cfg.data.pad_color)}
+
+    while progress.epoch < cfg.epochs and progress.bad_epochs < cfg.early_stopping_patience:
+        epoch = progress.epoch
+        model.train()
+        started, seen, loss_sum, correct, steps = time.perf_counter(), 0, 0.0, 0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not main, leave=False)
+        for x, y in bar:
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    logits = model(x)
+                    loss = criterion(logits, y)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+                if accelerator.sync_gradients:
+                    steps += 1
+                    if cfg.scheduler != "plateau":
+                        scheduler.step()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(-1) == y).sum().item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
+                break
+        train_seconds = time.perf_counter() - started
+        totals = accelerator.reduce(torch.tensor([seen, loss_sum, correct], device=accelerator.device, dtype=torch.float64))
+        metrics = validate(model, val_loader, accelerator, cfg.channels_last)
+        if cfg.scheduler == "plateau":
+            scheduler.step(metrics["val_loss"])
+        lrs = {f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(totals[1] / totals[0]),
+            "train_accuracy": float(totals[2] / totals[0]),
+            **metrics,
+            **{f"lr_{t}": lrs.get(f"lr_{t}", 0.0) for t in ("early", "intermediate", "final")},
+            "seconds": round(time.perf_counter() - started, 1),
+            "images_per_second": round(float(totals[0]) / train_seconds, 2),
+        }
+        accelerator.print(
+            f"epoch {row['epoch']}: train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f} | "
+            f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f} F1 {row['val_f1_macro']:.3f} | "
+            f"{row['images_per_second']} img/s"
+        )
+        if cfg.report_to:
+            accelerator.log(row, step=epoch + 1)
+
+        # ---- early stopping: every rank sees the same gathered metrics, so all decide alike
+        score = metrics[f"val_{cfg.early_stopping_metric}"]
+        improved = score > progress.best
+        progress.best = max(progress.best, score)
+        progress.bad_epochs = 0 if improved else progress.bad_epochs + 1
+        progress.epoch += 1
+
+        # ---- checkpoints: only the main process writes model folders; all ranks save their state
+        if main:
+            with open(out / "log.csv", "a", newline="") as f:
+                writer = csv.DictWriter(f, LOG_COLUMNS)
+                if f.tell() == 0:
+                    writer.writeheader()
+                writer.writerow(row)
+            unwrapped = accelerator.unwrap_model(model)
+            extra = {**checkpoint_extra, "epoch": epoch + 1, "validation": metrics}
+            save_checkpoint(unwrapped, out / "last", data.artists, preprocessing, extra)
+            if improved:
+                save_checkpoint(unwrapped, out / "best", data.artists, preprocessing, extra)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(out / "state.tmp"))
+        accelerator.wait_for_everyone()
+        if main:
+            _replace_dir(out / "state.tmp", out / "state")
+        accelerator.wait_for_everyone()
+
+    if progress.bad_epochs >= cfg.early_stopping_patience:
+        accelerator.print(f"Early stop: no better validation {cfg.early_stopping_metric} for "
+                          f"{cfg.early_stopping_patience} epochs (best {progress.best:.4f}).")
+    accelerator.end_training()
+    accelerator.wait_for_everyone()
+    if cfg.push_to_hub and main:
+        publish(out / "best", cfg)
+    accelerator.wait_for_everyone()
+    return out
+
+
+def publish(checkpoint: Path, cfg: TrainConfig) -> None:
+    """Push the best checkpoint; a failed upload keeps it and prints the command that retries."""
+    from tim.hub import HubError, push_checkpoint
+
+    try:
+        print(f"Pushed {checkpoint} to {push_checkpoint(checkpoint, cfg.hub_model_id, private=cfg.hub_private)}")
+    except HubError as e:
+        print(f"error: {e}")
+
+
+def _recipe(cfg: TrainConfig) -> dict:
+    """The training settings worth keeping with the weights (for the model card and for comparisons)."""
+    d = cfg.to_dict()
+    for k in ("data", "output_dir", "num_workers", "report_to", "push_to_hub", "hub_model_id", "hub_private",
+              "max_steps_per_epoch"):
+        d.pop(k)
+    return d
