@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for flag in SWITCHES:
         p.add_argument(flag, action="store_true", default=None)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
+    p.add_argument("--no-evaluate", dest="evaluate_test", action="store_false", default=None,
+                   help="skip the test-split evaluation of the best checkpoint at the end")
     data = p.add_argument_group("data")
     add_data_arguments(data, source=False)
     for action in data._group_actions:  # data flags override the config only when given
@@ -65,8 +67,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for flag, name in SWITCHES.items():
         if getattr(args, name, None):
             base[name] = True
-    if args.channels_last is not None:
-        base["channels_last"] = args.channels_last
+    for name in ("channels_last", "evaluate_test"):
+        if getattr(args, name) is not None:
+            base[name] = getattr(args, name)
     tiers = dict(base.get("tiers") or {})
     for flag, name in TIER_FLAGS.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"))

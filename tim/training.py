@@ -63,6 +63,7 @@ class TrainConfig:
     mixed_precision: str | None = None  # no | fp16 | bf16; None = Accelerate's config
     report_to: str | None = None  # e.g. tensorboard
     max_steps_per_epoch: int | None = None  # for smoke tests
+    evaluate_test: bool = True  # evaluate the best checkpoint on the held-out test split at the end
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
@@ -326,6 +327,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                           f"{cfg.early_stopping_patience} epochs (best {progress.best:.4f}).")
     accelerator.end_training()
     accelerator.wait_for_everyone()
+    if cfg.evaluate_test and (out / "best").is_dir():
+        from tim.evaluation import evaluate_checkpoint, format_summary
+
+        overrides = {"source": cfg.data.source, "cache_dir": cfg.data.cache_dir, "num_proc": cfg.data.num_proc}
+        results = evaluate_checkpoint(str(out / "best"), overrides, batch_size=cfg.batch_size,
+                                      accelerator=accelerator)
+        accelerator.print(format_summary(results))
     if cfg.push_to_hub and main:
         publish(out / "best", cfg)
     accelerator.wait_for_everyone()
@@ -346,6 +354,6 @@ def _recipe(cfg: TrainConfig) -> dict:
     """The training settings worth keeping with the weights (for the model card and for comparisons)."""
     d = cfg.to_dict()
     for k in ("data", "output_dir", "num_workers", "report_to", "push_to_hub", "hub_model_id", "hub_private",
-              "max_steps_per_epoch"):
+              "max_steps_per_epoch", "evaluate_test"):
         d.pop(k)
     return d
