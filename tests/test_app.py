@@ -157,3 +157,77 @@ def test_the_running_app_over_http(app, paintings, tmp_path):
             client.predict("../etc/passwd", [handle_file(str(paintings[0]))], api_name="/analyze")
     finally:
         demo.close()
+
+
+# ---------------------------------------------------------------- the Space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def front_matter(readme: Path) -> dict:
+    import yaml
+
+    text = readme.read_text()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_space_front_matter_matches_the_gradio_we_require():
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    meta = front_matter(REPO / "space" / "README.md")
+    assert meta["sdk"] == "gradio" and (REPO / "space" / meta["app_file"]).is_file()
+    assert meta["python_version"] == "3.11" and isinstance(meta["models"], list)
+    gradio = next(Requirement(line) for line in (REPO / "requirements.txt").read_text().splitlines()
+                  if line.startswith("gradio"))
+    assert Version(meta["sdk_version"]) in gradio.specifier
+    import gradio as gr
+
+    assert Version(meta["sdk_version"]).major == Version(gr.__version__).major  # the API the app is written for
+
+
+def test_space_requirements_cover_what_the_app_imports():
+    """Every third-party distribution imported by the app's modules is in space/requirements.txt (gradio: the SDK)."""
+    import ast
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    code = ("import sys, tim.app, tim.gradcam, tim.hub; "
+            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'tim'))")
+    files = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    imported = set()
+    for file in files.stdout.split():
+        for node in ast.walk(ast.parse(Path(file).read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m not in ("tim", "__future__")}
+    dists = importlib.metadata.packages_distributions()
+    needed = {dists[m][0].lower().replace("_", "-") for m in third_party}
+    listed = {requirement_name(line) for line in (REPO / "space" / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith(("#", "-"))}
+    assert needed - {"gradio", "opencv-python-headless", "opencv-python"} <= listed, needed - listed
+
+
+def requirement_name(line: str) -> str:
+    from packaging.requirements import Requirement
+
+    return Requirement(line.split("#")[0]).name.lower().replace("_", "-")
+
+
+def test_space_deploy_stages_a_self_contained_app(tmp_path):
+    import subprocess
+    import sys
+
+    stage = tmp_path / "space"
+    subprocess.run([sys.executable, str(REPO / "space" / "deploy.py"), "me/tim", "--model", "someone/tim-model@v1",
+                    "--stage-only", str(stage)], check=True, capture_output=True)
+    assert front_matter(stage / "README.md")["models"] == ["someone/tim-model"]
+    assert (stage / "tim" / "app.py").is_file() and not list(stage.rglob("__pycache__"))
+    # the staged app imports the staged package, not the checkout's
+    out = subprocess.run([sys.executable, "-c", "import tim; print(tim.__file__)"], cwd=stage,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip().startswith(str(stage))

@@ -64,6 +64,12 @@ def browser(tmp_path):
     driver.quit()
 
 
+def outermost(driver, css: str) -> list:
+    """Elements matching `css` that are not inside another match (Gradio puts elem_classes on nested wrappers)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].filter(e => !e.parentElement.closest(arguments[0]))", css)
+
+
 def loaded_images(driver, css: str) -> int:
     return driver.execute_script(
         "return [...document.querySelectorAll(arguments[0])].filter(i => i.complete && i.naturalWidth > 0).length",
@@ -81,13 +87,14 @@ def test_upload_two_paintings_and_see_two_predictions_with_grad_cams(server, bro
     browser.get(server)
     upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#tim-files input[type=file]"))
     upload.send_keys("\n".join(str(p) for p in images))
-    wait.until(lambda d: all(p.name in d.find_element(By.ID, "tim-files").text for p in images))
+    # the upload list shows each file once it has arrived (stem and suffix in separate elements)
+    wait.until(lambda d: all(p.stem in d.find_element(By.ID, "tim-files").text for p in images))
 
     browser.find_element(By.ID, "tim-analyze").click()
     wait.until(lambda d: loaded_images(d, ".tim-cam img") >= len(images))
 
-    predictions = browser.find_elements(By.CSS_SELECTOR, ".tim-prediction")
-    assert len(predictions) == len(images) and not browser.find_elements(By.CSS_SELECTOR, ".tim-error")
+    predictions = outermost(browser, ".tim-prediction")
+    assert len(predictions) == len(images) and not outermost(browser, ".tim-error")
     for prediction, image in zip(predictions, images):
         assert image.name in prediction.text and "confidence" in prediction.text
     assert loaded_images(browser, ".tim-original img") == len(images)

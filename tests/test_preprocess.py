@@ -229,3 +229,13 @@ def test_parallel_preprocessing_matches_serial_and_names_bad_rows(tmp_path):
     assert list(parallel["pixels"]) == list(serial["pixels"]) and len(parallel) == 128
     assert list(parallel["artist"]) == [i % 2 for i in range(130) if i not in (3, 100)]
     assert not any(".tmp" in p.name for p in (tmp_path / "parallel").iterdir())  # no half-built leftovers
+
+
+def test_a_source_with_no_readable_image_still_reports_its_bad_files(tmp_path):
+    root = tmp_path / "p"
+    (root / "Ann").mkdir(parents=True)
+    (root / "Ann" / "a.jpg").write_text("text")
+    (root / "Ann" / "b.jpg").write_bytes(b"")
+    for _ in range(2):  # built, then reused
+        images, bad = preprocess(load_source(str(root)), 32, cache_dir=tmp_path / "c", num_proc=1)
+        assert len(images) == 0 and sorted(os.path.basename(b.path) for b in bad) == ["a.jpg", "b.jpg"]

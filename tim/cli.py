@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "tim.train_cli",
     "tim.evaluation", "tim.compare", "tim.modelinfo",
     "tim.predict",
+    "tim.export",
 ]
 
 

@@ -142,6 +142,40 @@ def class_weights(split, num_classes: int, kind: str) -> torch.Tensor | None:
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
+def train_one_epoch(model, batches, optimizer, scheduler, criterion, accelerator, cfg: TrainConfig, desc=""):
+    """One pass over `batches`; returns ([images, loss sum, correct] summed over ranks, seconds).
+
+    Running sums stay on the device (no `.item()` per step), so a GPU is never
+    made to wait for the host.
+    """
+    model.train()
+    started, steps = time.perf_counter(), 0
+    sums = torch.zeros(3, device=accelerator.device, dtype=torch.float64)
+    bar = tqdm(batches, desc=desc, disable=not accelerator.is_main_process, leave=False)
+    for i, (x, y) in enumerate(bar):
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                logits = model(x)
+                loss = criterion(logits, y)
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                steps += 1
+                if cfg.scheduler != "plateau":
+                    scheduler.step()
+        sums += torch.stack([torch.tensor(len(y), device=sums.device, dtype=sums.dtype),
+                             loss.detach().double() * len(y), (logits.argmax(-1) == y).sum().double()])
+        if i % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
+            break
+    seconds = time.perf_counter() - started
+    return accelerator.reduce(sums), seconds
+
+
 @torch.no_grad()
 def validate(model, loader, accelerator, channels_last: bool) -> dict:
     """Loss, accuracy and macro-F1 over the whole split, each image counted once on every rank."""
@@ -250,31 +284,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     while progress.epoch < cfg.epochs and progress.bad_epochs < cfg.early_stopping_patience:
         epoch = progress.epoch
-        model.train()
-        started, seen, loss_sum, correct, steps = time.perf_counter(), 0, 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not main, leave=False)
-        for x, y in bar:
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    logits = model(x)
-                    loss = criterion(logits, y)
-                accelerator.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad()
-                if accelerator.sync_gradients:
-                    steps += 1
-                    if cfg.scheduler != "plateau":
-                        scheduler.step()
-            seen += len(y)
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(-1) == y).sum().item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
-                break
-        train_seconds = time.perf_counter() - started
-        totals = accelerator.reduce(torch.tensor([seen, loss_sum, correct], device=accelerator.device, dtype=torch.float64))
+        totals, train_seconds = train_one_epoch(
+            model, train_loader, optimizer, scheduler, criterion, accelerator, cfg,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        )
+        started = time.perf_counter() - train_seconds
         metrics = validate(model, val_loader, accelerator, cfg.channels_last)
         if cfg.scheduler == "plateau":
             scheduler.step(metrics["val_loss"])

@@ -52,6 +52,11 @@ def pixels_to_image(pixels: bytes) -> Image.Image:
 
 
 def _prepare_batch(batch, indices, size, mode, pad_color):
+    """One `datasets.map` batch: square each picture and hash it for duplicate detection.
+
+    A file that cannot be read becomes an empty row carrying its reason, so one
+    bad file never stops the other thousands from being prepared.
+    """
     out = {"pixels": [], "phash": [], "path": [], "error": []}
     for image, index in zip(batch["image"], indices):
         # images held as bytes (parquet, Hub) may have no file name: name them by row
@@ -120,7 +125,8 @@ def _build(ds: datasets.Dataset, folder: Path, size: int, mode: str, pad_color, 
     paths = prepared["path"]
     bad = [BadFile(paths[i], str(errors[i])) for i in np.flatnonzero(errors != "")]
     good = prepared.select(np.flatnonzero(errors == "")).remove_columns("error")
-    good.save_to_disk(str(tmp / "data"))
+    # with no readable image at all, datasets would write no shard and then fail to load the folder
+    good.save_to_disk(str(tmp / "data"), num_shards=1 if len(good) == 0 else None)
     (tmp / BAD_FILES).write_text(json.dumps([asdict(b) for b in bad], indent=1, ensure_ascii=False))
     del prepared, good
     shutil.rmtree(tmp / "work")

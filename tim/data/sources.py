@@ -235,6 +235,8 @@ def fingerprint(ds: datasets.Dataset) -> str:
     """
     h = hashlib.sha256(ds.info.description.encode())
     h.update(",".join(ds.features["artist"].names).encode())
+    if ds.features["image"].decode:  # look at file names and bytes, never decode pictures here
+        ds = ds.cast_column("image", datasets.Image(decode=False))
     if ds.num_rows == 0 or not _on_disk(ds[0]["image"]):  # first row only: never read gigabytes of bytes
         h.update(ds._fingerprint.encode())
         return h.hexdigest()[:16]

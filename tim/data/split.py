@@ -6,8 +6,8 @@ measures memory, not recognition.
 """
 from __future__ import annotations
 
-from collections import Counter
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 
 import datasets

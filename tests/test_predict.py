@@ -1,0 +1,110 @@
+"""`tim predict`: CSV rows, bad files, folder recursion, Grad-CAM files, and the bundled default model."""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import pytest
+from app_helpers import ARTISTS, make_checkpoint, picture, save
+from PIL import Image
+
+import tim.catalog
+from tim import predict
+from tim.predictor import Predictor
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    predict.add_cli(parser.add_subparsers())
+    args = parser.parse_args(["predict", *argv])
+    return args.func(args)
+
+
+def read(csv_path: Path) -> list[dict]:
+    with open(csv_path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "resnet", "test_resnet", image_size=96)
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    root = tmp_path / "paintings"
+    save(picture(200, 120, seed=1), root / "a.jpg")
+    save(picture(120, 200, seed=2), root / "monet" / "b.png")
+    save(picture(150, 150, seed=3), root / "monet" / "deeper" / "c.JPEG")
+    (root / "monet" / "broken.jpg").write_bytes(b"GIF89a nope")
+    (root / "notes.txt").write_text("not a picture, and not picked up from a folder")
+    (root / ".hidden").mkdir()
+    save(picture(50, 50), root / ".hidden" / "skip.jpg")
+    return root
+
+
+def test_rows_for_files_and_folders_with_errors(checkpoint, folder, tmp_path):
+    out = tmp_path / "results.csv"
+    loose = save(picture(90, 60, seed=4), tmp_path / "loose.webp")
+    assert run_cli([str(folder), str(loose), str(tmp_path / "missing.jpg"), "--model", str(checkpoint),
+                    "--out", str(out), "--batch-size", "2", "--workers", "2"]) == 0
+    rows = read(out)
+    assert list(rows[0]) == ["path", "artist", "confidence", "top5", "error"]
+    names = [Path(r["path"]).name for r in rows]
+    assert names == ["a.jpg", "b.png", "broken.jpg", "c.JPEG", "loose.webp", "missing.jpg"]  # sorted per folder
+    by_name = dict(zip(names, rows))
+    for name in ("a.jpg", "b.png", "c.JPEG", "loose.webp"):
+        row = by_name[name]
+        assert row["error"] == "" and row["artist"] in ARTISTS
+        top = [part.rsplit(":", 1) for part in row["top5"].split("; ")]
+        assert len(top) == 5 and top[0][0] == row["artist"] and float(top[0][1]) == pytest.approx(
+            float(row["confidence"]), abs=1e-4)
+    assert by_name["broken.jpg"]["artist"] == "" and "broken.jpg" in by_name["broken.jpg"]["error"]
+    assert "no such file" in by_name["missing.jpg"]["error"]
+
+
+def test_predictions_match_the_predictor(checkpoint, folder, tmp_path):
+    out = tmp_path / "results.csv"
+    assert run_cli([str(folder), "--model", str(checkpoint), "--out", str(out), "--workers", "0"]) == 0
+    rows = [r for r in read(out) if not r["error"]]
+    expected = Predictor.load(str(checkpoint)).predict([r["path"] for r in rows])
+    assert [r["artist"] for r in rows] == [p.artist for p in expected]
+    assert [float(r["confidence"]) for r in rows] == pytest.approx([p.confidence for p in expected], abs=1e-5)
+
+
+def test_cam_dir_gets_one_overlay_per_good_image_at_its_shape(checkpoint, folder, tmp_path):
+    out, cams = tmp_path / "results.csv", tmp_path / "cams"
+    assert run_cli([str(folder), "--model", str(checkpoint), "--out", str(out), "--cam-dir", str(cams),
+                    "--workers", "1"]) == 0
+    rows = {Path(r["path"]).name: r for r in read(out)}
+    assert rows["broken.jpg"]["cam"] == ""
+    assert Path(rows["b.png"]["cam"]) == cams / "monet" / "b_cam.jpg"
+    assert Image.open(rows["b.png"]["cam"]).size == (120, 200)
+    assert Image.open(rows["c.JPEG"]["cam"]).size == (150, 150)
+    assert len(list(cams.rglob("*_cam.jpg"))) == 3
+
+
+def test_the_first_bundled_model_is_the_default(folder, tmp_path, monkeypatch, capsys):
+    bundled = tmp_path / "bundled"
+    make_checkpoint(bundled / "b-second", "test_resnet", image_size=64)
+    make_checkpoint(bundled / "a-first", "test_efficientnet", image_size=64)
+    (bundled / "examples").mkdir()
+    monkeypatch.setattr(tim.catalog, "BUNDLED_DIR", bundled)
+    assert tim.catalog.default_model() == str(bundled / "a-first")
+    out = tmp_path / "results.csv"
+    assert run_cli([str(folder / "a.jpg"), "--out", str(out), "--workers", "0"]) == 0
+    assert str(bundled / "a-first") in capsys.readouterr().out
+    assert read(out)[0]["artist"] in ARTISTS
+
+
+def test_no_bundled_model_and_no_model_is_a_clear_error(folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tim.catalog, "BUNDLED_DIR", tmp_path / "nothing-here")
+    assert run_cli([str(folder), "--out", str(tmp_path / "r.csv")]) == 2
+    assert "no bundled model" in capsys.readouterr().err and not (tmp_path / "r.csv").exists()
+
+
+def test_registered_in_the_tim_command():
+    from tim.cli import COMMAND_MODULES
+
+    assert "tim.predict" in COMMAND_MODULES
