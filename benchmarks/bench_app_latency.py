@@ -7,6 +7,8 @@ preprocessed 224x224 input; random init is fine for timing. "explain" is
 Predictor.explain_batch: one forward, a backward through the head only, the CAM
 cropped to the picture and drawn on it. Goal: explain <= 1.3x plain forward.
 Runs are interleaved and the median is reported, so background load hits both sides alike.
+On a machine that is busy with something else, --threads 1 gives steadier numbers (two
+OpenMP threads on two shared cores mostly measure the contention).
 """
 from __future__ import annotations
 
@@ -71,7 +73,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", nargs="+", default=["resnet50", "convnext_tiny", "tf_efficientnet_lite0"])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.runs} interleaved runs")
     print(f"{'model':<24}{'forward ms':>12}{'explain ms':>12}{'ratio':>8}")
     for arch in args.archs:

@@ -83,6 +83,22 @@ def test_a_model_that_fails_to_load_says_why_and_the_others_still_work(app, pain
     assert all(r.explanation is not None for r in results)
 
 
+def test_an_unexpected_failure_fails_only_its_own_file(tmp_path):
+    from tim.images import ImageError
+
+    class Fragile:
+        def explain(self, paths):
+            if any("boom" in p for p in paths):
+                raise RuntimeError("kaboom")
+            return [ImageError(f"{p}: fine, but refused") for p in paths]
+
+    catalog = ModelCatalog([ModelEntry("local:x", "x", "local")], loader=lambda ref: Fragile())
+    files = [save(picture(40, 30), tmp_path / name) for name in ("a.png", "boom.png", "c.png")]
+    _, results = TimApp(catalog, batch_size=4).analyze("local:x", files)
+    assert [r.error for r in results] == [
+        "a.png: fine, but refused", "boom.png: analysis failed (RuntimeError: kaboom)", "c.png: fine, but refused"]
+
+
 def test_only_configured_models_can_be_chosen(models_dir, paintings):
     loaded = []
     catalog = ModelCatalog.discover(models_dir, [])
@@ -103,10 +119,12 @@ def test_model_list_order_and_descriptions(models_dir, tmp_path, monkeypatch):
         {"split": "test", "metrics": {"accuracy": {"value": 0.75, "low": 0.71, "high": 0.79}}}))
     monkeypatch.setattr(tim.catalog, "BUNDLED_DIR", bundled)
     monkeypatch.setenv("TIM_MODELS", "someone/tim-convnext, other/model@v2")
-    app = create_app(build_parser().parse_args(["--models-dir", str(models_dir), "--model", "third/repo"]))
+    app = create_app(build_parser().parse_args(["--models-dir", str(models_dir), "--model", "third/repo",
+                                                "--model", "fourth/repo", "fifth/repo"]))
     keys = list(app.catalog.entries)
     assert keys == ["bundled:tim-lite0", "local:effnet", "local:resnet", "local:zz-broken",
-                    "hub:third/repo", "hub:someone/tim-convnext", "hub:other/model@v2"]
+                    "hub:third/repo", "hub:fourth/repo", "hub:fifth/repo", "hub:someone/tim-convnext",
+                    "hub:other/model@v2"]
     assert app.catalog.default_key == "bundled:tim-lite0"
     labels = dict((k, v) for v, k in app.catalog.choices())
     assert labels["bundled:tim-lite0"] == "tim-lite0 (bundled) · test_efficientnet · 5 artists · test accuracy 75.0%"

@@ -19,6 +19,7 @@ from app_helpers import make_checkpoint, picture, save
 
 from tim.app import TimApp
 from tim.catalog import ModelCatalog
+from tim.examples import example_images
 
 CHROMIUM = os.environ.get("TIM_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -44,7 +45,7 @@ def free_port() -> int:
 @pytest.fixture
 def server(tmp_path):
     make_checkpoint(tmp_path / "models" / "tiny-effnet", "test_efficientnet", image_size=128)
-    app = TimApp(ModelCatalog.discover(tmp_path / "models", []))
+    app = TimApp(ModelCatalog.discover(tmp_path / "models", []), examples=example_images(tmp_path / "examples"))
     port = free_port()
     app.launch("127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"

@@ -44,6 +44,18 @@ def _progress_noop(*_args, **_kwargs) -> None:
     pass
 
 
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0  # gone or unreadable: decoding will say so for this file
+
+
+def _md(text: str) -> str:
+    """Escape Markdown syntax, so a file name or message is shown as typed (never as a link or markup)."""
+    return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|~" else c for c in text)
+
+
 class TimApp:
     """The app's behaviour, independent of the page layout."""
 
@@ -71,7 +83,8 @@ class TimApp:
             text += f"\n\n⚠️ **This model could not be loaded:** {self.catalog.errors[key]}"
         return text
 
-    def analyze(self, key: str | None, paths: list[str] | None, progress=_progress_noop) -> tuple[str, list[FileResult]]:
+    def analyze(self, key: str | None, paths: list[str] | None,
+                progress=_progress_noop) -> tuple[str, list[FileResult]]:
         """(status Markdown, a FileResult per file in upload order) for the model `key` and the uploaded files."""
         try:
             self.catalog.entry(key)
@@ -85,10 +98,9 @@ class TimApp:
         for i, path in enumerate(paths):
             if i >= self.max_files:
                 results[i].error = f"{results[i].name}: not analysed; at most {self.max_files} pictures per batch."
-            elif os.path.getsize(path) > self.max_file_mb * MB:
-                size = os.path.getsize(path) / MB
-                results[i].error = (f"{results[i].name}: {size:.1f} MB is over the {self.max_file_mb:g} MB limit "
-                                    "per file; downscale it.")
+            elif _size(path) > self.max_file_mb * MB:
+                results[i].error = (f"{results[i].name}: {_size(path) / MB:.1f} MB is over the "
+                                    f"{self.max_file_mb:g} MB limit per file; downscale it.")
             else:
                 todo.append(i)
 
@@ -100,13 +112,13 @@ class TimApp:
                 return (f"⚠️ **{self.catalog.entry(key).name} could not be loaded:** {self.catalog.errors[key]}\n\n"
                         "The other models still work: choose another one."), []
             for start in range(0, len(todo), self.batch_size):
-                progress((start, len(todo)), desc=f"Analysing {start + 1}-{min(start + self.batch_size, len(todo))} "
-                                                  f"of {len(todo)}", unit="pictures")
                 chunk = todo[start : start + self.batch_size]
+                span = f"{start + 1}" if len(chunk) == 1 else f"{start + 1} to {start + len(chunk)}"
+                progress((start, len(todo)), desc=f"Analysing {span} of {len(todo)}", unit="pictures")
                 try:
                     outcomes = predictor.explain([paths[i] for i in chunk])
-                except Exception as e:  # noqa: BLE001 - a failing batch is reported, later batches still run
-                    outcomes = [RuntimeError(f"analysis failed ({type(e).__name__}: {e})")] * len(chunk)
+                except Exception:  # noqa: BLE001 - unexpected: retry one by one, so only the culprit fails
+                    outcomes = [self._explain_one(predictor, paths[i]) for i in chunk]
                 for i, outcome in zip(chunk, outcomes):
                     if isinstance(outcome, Explanation):
                         results[i].explanation = outcome
@@ -119,6 +131,13 @@ class TimApp:
         if good < len(results):
             status += f" {len(results) - good} could not be analysed (see below)."
         return status, results
+
+    @staticmethod
+    def _explain_one(predictor, path: str):
+        try:
+            return predictor.explain([path])[0]
+        except Exception as e:  # noqa: BLE001 - reported as this file's message
+            return RuntimeError(f"{path}: analysis failed ({type(e).__name__}: {e})")
 
     @staticmethod
     def table(results: list[FileResult]) -> list[list]:
@@ -156,8 +175,9 @@ class TimApp:
                                     inputs=[files], label="Examples: click one, then Analyze",
                                     example_labels=["all examples"] + [p.stem for p in self.examples])
                 with gr.Column(scale=2):
-                    status = gr.Markdown(elem_id="tim-status")
-                    results = gr.State([])
+                    status = gr.Markdown("Results appear here: choose pictures, then press **Analyze**.",
+                                         elem_id="tim-status", min_height=48)
+                    results = gr.State([], time_to_live=900)  # pictures are big: a session keeps them 15 min
 
                     @gr.render(inputs=results)
                     def show(items: list[FileResult]):
@@ -175,12 +195,12 @@ class TimApp:
     @staticmethod
     def _result_row(n: int, r: FileResult) -> None:
         if r.explanation is None:
-            gr.Markdown(f"#### {n}. {r.name}\n⚠️ {r.error}", elem_classes=["tim-error"])
+            gr.Markdown(f"#### {n}. {_md(r.name)}\n⚠️ {_md(r.error or '')}", elem_classes=["tim-error"])
             return
         p = r.explanation.prediction
         with gr.Row(equal_height=False, elem_classes=["tim-result"]):
             with gr.Column(scale=1, min_width=220):
-                gr.Markdown(f"#### {n}. {r.name}\n**{p.artist}**, {p.confidence:.1%} confidence",
+                gr.Markdown(f"#### {n}. {_md(r.name)}\n**{_md(p.artist)}**, {p.confidence:.1%} confidence",
                             elem_classes=["tim-prediction"])
                 gr.Label(dict(p.top), num_top_classes=len(p.top), label="Top 5", show_heading=False)
             gr.Image(r.explanation.picture, label="Original", interactive=False, height=300, scale=1,
@@ -206,9 +226,10 @@ def hub_refs_from_env() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py", description="Tim's web app: artist, confidence and Grad-CAM.")
     p.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1, or GRADIO_SERVER_NAME)")
-    p.add_argument("--port", type=int, default=None, help="port (default 7860 or the next free one, or GRADIO_SERVER_PORT)")
+    p.add_argument("--port", type=int, default=None,
+                   help="port (default 7860 or the next free one, or GRADIO_SERVER_PORT)")
     p.add_argument("--models-dir", default="models", help="folder of checkpoint folders to offer (default ./models)")
-    p.add_argument("--model", dest="models", action="append", default=[], metavar="REF",
+    p.add_argument("--model", dest="models", action="extend", nargs="+", default=[], metavar="REF",
                    help="Hub repo user/name[@revision] or checkpoint folder to offer (repeatable; also TIM_MODELS)")
     p.add_argument("--max-files", type=int, default=int(os.environ.get("TIM_MAX_FILES", 16)),
                    help="pictures per batch (default 16, or TIM_MAX_FILES)")

@@ -308,6 +308,11 @@ print(predictor.predict(["painting.jpg"])[0])
 
 def _limits_section(config: dict) -> str:
     n = config["num_classes"]
+    notes = "".join(f"\n- {note}" for note in config["tim"].get("notes", []))
+    export = config["tim"].get("export")
+    if export:
+        notes += (f"\n- Weights are stored in {export['dtype']}; their top-1 answers agree with the full-precision "
+                  f"checkpoint's on {export['top1_agreement']:.2%} of the {export['checked_on']} split.")
     return f"""## Intended use and limits
 
 Intended for exploring and teaching art history: suggesting which of the {n} listed artists a painting most
@@ -319,4 +324,4 @@ resembles, for example in a gallery app or a classroom.
   reproductions). Photos taken in a museum, details, or other collections will usually score lower.
 - Artists with few training images are recognised less reliably; see the per-artist table when there is one.
 - It is not an attribution or authentication tool: do not use it to decide authorship, value, or provenance
-  of a work."""
+  of a work.{notes}"""

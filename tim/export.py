@@ -38,8 +38,11 @@ def top1(model, config, rows, accelerator, batch_size: int = 64) -> np.ndarray:
 
 
 def export_checkpoint(ref: str, out: str | Path, fp16: bool = True, data_overrides: dict | None = None,
-                      min_agreement: float = 0.995, split: str = "test") -> float:
-    """Write `out`, a copy of checkpoint `ref` (half precision if `fp16`); return the top-1 agreement."""
+                      min_agreement: float = 0.995, split: str = "test", notes: list[str] | None = None) -> float:
+    """Write `out`, a copy of checkpoint `ref` (half precision if `fp16`); return the top-1 agreement.
+
+    `notes` (what the data is, what the model cannot do) go into the config and the model card's limits.
+    """
     out = Path(out)
     model, config = load_model(ref)
     tim_block = dict(config["tim"])
@@ -61,6 +64,8 @@ def export_checkpoint(ref: str, out: str | Path, fp16: bool = True, data_overrid
 
     exported_config["tim"]["export"] = {"dtype": "float16" if fp16 else "float32", "source": Path(ref).name,
                                         "top1_agreement": agreement, "checked_on": f"{split} ({len(rows)} images)"}
+    if notes:
+        exported_config["tim"]["notes"] = list(notes)
     (out / CONFIG_NAME).write_text(json.dumps(exported_config, indent=2))
     source = Path(ref)
     for name in EVAL_FILES:
@@ -77,13 +82,15 @@ def add_cli(sub) -> None:
     p.add_argument("--fp32", dest="fp16", action="store_false", help="keep full precision")
     p.add_argument("--data", help="where the checkpoint's data is on this machine (default: as recorded)")
     p.add_argument("--min-agreement", type=float, default=0.995)
+    p.add_argument("--note", dest="notes", action="append", help="a line for the model card's limits (repeatable)")
     p.set_defaults(func=_command)
 
 
 def _command(args: argparse.Namespace) -> int:
     overrides = {"source": args.data} if args.data else None
     try:
-        agreement = export_checkpoint(args.checkpoint, args.out, args.fp16, overrides, args.min_agreement)
+        agreement = export_checkpoint(args.checkpoint, args.out, args.fp16, overrides, args.min_agreement,
+                                      notes=args.notes)
     except ExportError as e:
         print(f"error: {e}")
         return 1

@@ -113,7 +113,7 @@ class CamExplainer:
         with self._lock:
             self._owner = threading.get_ident()
             try:
-                with torch.enable_grad():
+                with torch.inference_mode(False), torch.enable_grad():  # even when called under inference_mode
                     cams = self._cam(batch, targets=[_top_class] * len(batch))
                 logits = self._cam.outputs.detach().float().cpu()
             finally:

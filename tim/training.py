@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from tim.checkpoint import save_checkpoint
-from tim.data import DataConfig, TransformedSplit, eval_transform, prepare_data, train_transform
+from tim.data import DataConfig, prepare_data, split_datasets
 from tim.models import Tiers, build_model, tier_groups
 
 LOG_COLUMNS = [
@@ -243,8 +243,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     norm = timm.data.resolve_data_config(model=model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_set = TransformedSplit(data.splits["train"], train_transform(norm["mean"], norm["std"]))
-    val_set = TransformedSplit(data.splits["validation"], eval_transform(norm["mean"], norm["std"]))
+    sets = split_datasets(data.splits, norm["mean"], norm["std"], pad_color=cfg.data.pad_color)
+    train_set, val_set = sets["train"], sets["validation"]
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                        persistent_workers=cfg.num_workers > 0)
     train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > cfg.batch_size, **loader_args)

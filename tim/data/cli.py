@@ -71,7 +71,7 @@ def inspect(args) -> int:
     print(f"Preprocessing: {cfg.resize_mode}, {cfg.image_size}px, cache {source.cache}\n")
     try:
         kept, report = filter_artists(source.images, cfg.min_images, cfg.artists)
-        splits, split_report = split_dataset(kept, cfg.fractions, cfg.seed, cfg.duplicate_distance)
+        _, split_report = split_dataset(kept, cfg.fractions, cfg.seed, cfg.duplicate_distance)
     except DataError as e:
         report, error = None, e
     else:
