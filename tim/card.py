@@ -26,7 +26,7 @@ PLACEHOLDER_REPO = "USER/NAME"
 
 
 def read_eval_results(folder: str | os.PathLike) -> dict | None:
-    """CHECKPOINT/eval_results.json (see docs/HELPERS.md), or None when the checkpoint was not evaluated."""
+    """CHECKPOINT/eval_results.json (written by tim.evaluation), or None when the checkpoint was not evaluated."""
     path = Path(folder) / EVAL_RESULTS_NAME
     if not path.is_file():
         return None

@@ -10,7 +10,7 @@ Honest evaluation means three things here:
   split and the last batch is padded with repeats; `gather_for_metrics` drops
   the repeats, and the gathered indices are checked to be the split, exactly.
 
-Results go next to the weights (see docs/HELPERS.md for the format):
+Results go next to the weights:
 eval_results.json, predictions.csv, confusion_matrix.png, training_curves.png.
 """
 from __future__ import annotations

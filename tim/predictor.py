@@ -131,24 +131,29 @@ class Predictor:
         pairs = [(self.labels[i], float(p)) for p, i in zip(top.values, top.indices)]
         return Prediction(pairs[0][0], pairs[0][1], pairs, box)
 
-    def predict(self, sources: list[ImageSource], batch_size: int = 32, k: int = 5) -> list[Prediction | ImageError]:
-        """A Prediction per source, or the ImageError that says why that one could not be read."""
-        results: list[Prediction | ImageError] = [None] * len(sources)  # type: ignore[list-item]
+    def _readable_batches(self, sources: list[ImageSource], batch_size: int, results: list):
+        """Yield (slots, tensor batch, boxes, originals) of the readable sources; record an ImageError for the rest."""
         for start in range(0, len(sources), batch_size):
-            tensors, boxes, slots = [], [], []
+            slots, tensors, boxes, originals = [], [], [], []
             for i in range(start, min(start + batch_size, len(sources))):
                 try:
-                    x, box, _ = self.preprocess(sources[i])
+                    x, box, original = self.preprocess(sources[i])
                 except ImageError as e:
                     results[i] = e
                     continue
+                slots.append(i)
                 tensors.append(x)
                 boxes.append(box)
-                slots.append(i)
+                originals.append(original)
             if tensors:
-                probs = self.probabilities(torch.stack(tensors))
-                for i, p, box in zip(slots, probs, boxes):
-                    results[i] = self.to_prediction(p, box, k)
+                yield slots, torch.stack(tensors), boxes, originals
+
+    def predict(self, sources: list[ImageSource], batch_size: int = 32, k: int = 5) -> list[Prediction | ImageError]:
+        """A Prediction per source, or the ImageError that says why that one could not be read."""
+        results: list[Prediction | ImageError] = [None] * len(sources)  # type: ignore[list-item]
+        for slots, batch, boxes, _ in self._readable_batches(sources, batch_size, results):
+            for i, p, box in zip(slots, self.probabilities(batch), boxes):
+                results[i] = self.to_prediction(p, box, k)
         return results
 
     @property
@@ -183,19 +188,7 @@ class Predictor:
     def explain(self, sources: list[ImageSource], k: int = 5, batch_size: int = 8) -> list[Explanation | ImageError]:
         """An Explanation per source (prediction + Grad-CAM on the original), or the ImageError for that one."""
         results: list[Explanation | ImageError] = [None] * len(sources)  # type: ignore[list-item]
-        for start in range(0, len(sources), batch_size):
-            tensors, boxes, originals, slots = [], [], [], []
-            for i in range(start, min(start + batch_size, len(sources))):
-                try:
-                    x, box, original = self.preprocess(sources[i])
-                except ImageError as e:
-                    results[i] = e
-                    continue
-                tensors.append(x)
-                boxes.append(box)
-                originals.append(original)
-                slots.append(i)
-            if tensors:
-                for i, explanation in zip(slots, self.explain_batch(torch.stack(tensors), boxes, originals, k)):
-                    results[i] = explanation
+        for slots, batch, boxes, originals in self._readable_batches(sources, batch_size, results):
+            for i, explanation in zip(slots, self.explain_batch(batch, boxes, originals, k)):
+                results[i] = explanation
         return results

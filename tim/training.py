@@ -339,7 +339,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if progress.bad_epochs >= cfg.early_stopping_patience:
         accelerator.print(f"Early stop: no better validation {cfg.early_stopping_metric} for "
                           f"{cfg.early_stopping_patience} epochs (best {progress.best:.4f}).")
-    accelerator.end_training()
     accelerator.wait_for_everyone()
     if cfg.evaluate_test and (out / "best").is_dir():
         from tim.evaluation import evaluate_checkpoint, format_summary
@@ -351,6 +350,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.push_to_hub and main:
         publish(out / "best", cfg)
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # last: it also ends the process group of a distributed run
     return out
 
 
