@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -97,6 +98,8 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._explainer = None  # tim.gradcam.CamExplainer, built on the first explain()
         self._explainer_lock = threading.Lock()
+        self._graph = None  # frozen TorchScript graph for CPU inference, built on first use (False: unavailable)
+        self._graph_lock = threading.Lock()
 
     @classmethod
     def load(cls, ref: str, **kwargs) -> "Predictor":
@@ -118,12 +121,34 @@ class Predictor:
     def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.to(self.device, memory_format=torch.channels_last if self.fast else torch.contiguous_format)
 
+    # On a CPU, chunks of 4 images through a frozen TorchScript graph (BatchNorm folded into the
+    # convolutions, oneDNN layouts) run Lite0 at 63 img/s on 2 cores, against 27 img/s for one eager
+    # batch of 32: four images' activations stay in the cache. Logits differ by ~1e-5.
+    CPU_CHUNK = 4
+
+    def _cpu_graph(self, example: torch.Tensor):
+        with self._graph_lock:
+            if self._graph is None:
+                try:  # TorchScript is deprecated in favour of torch.compile, which takes minutes to compile here
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", FutureWarning)
+                        traced = torch.jit.trace(self.model, example)
+                    self._graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+                except Exception as e:  # some architectures do not trace; eager mode is always correct
+                    warnings.warn(f"{self.config.get('architecture')}: no TorchScript fast path ({e}); using eager mode")
+                    self._graph = False
+            return self._graph or self.model
+
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Softmax over artists for a normalised batch NxCxHxW (float32 on CPU)."""
         batch = self._to_device(batch)
-        with self.autocast():
-            logits = self.model(batch)
+        if self.device.type == "cpu" and self.fast and not self.bf16:
+            model = self._cpu_graph(batch[: self.CPU_CHUNK])
+            logits = torch.cat([model(chunk) for chunk in batch.split(self.CPU_CHUNK)])
+        else:
+            with self.autocast():
+                logits = self.model(batch)
         return logits.float().softmax(-1).cpu()
 
     def to_prediction(self, probs: torch.Tensor, box: Box | None = None, k: int = 5) -> Prediction:
