@@ -89,7 +89,8 @@ def _cam_path(cam_dir: Path, rel: str, used: set[Path]) -> Path:
 def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathLike, cam_dir: str | None = None,
         batch_size: int = 32, workers: int | None = None, k: int = 5, progress: bool = True) -> tuple[int, int]:
     """Write the CSV for `inputs` (from `collect`); returns (images, errors)."""
-    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    if workers is None:  # on a CPU the model already uses every core: decoding alongside it only competes
+        workers = 0 if predictor.device.type == "cpu" else min(4, os.cpu_count() or 1)
     paths = [p for p, _ in inputs]
     loader = DataLoader(ImageFiles(paths, predictor.preprocessor, keep_original=cam_dir is not None),
                         batch_size=batch_size, num_workers=workers, collate_fn=_as_list,
@@ -139,7 +140,7 @@ def add_cli(sub) -> None:
     p.add_argument("--out", required=True, help="CSV to write: path, artist, confidence, top5, error")
     p.add_argument("--cam-dir", help="also write each image's Grad-CAM overlay here (<name>_cam.jpg)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(4, CPUs))")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: 0 when the model runs on the CPU, else min(4, CPUs))")
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=main)
 
