@@ -104,7 +104,11 @@ def test_no_bundled_model_and_no_model_is_a_clear_error(folder, tmp_path, monkey
     assert "no bundled model" in capsys.readouterr().err and not (tmp_path / "r.csv").exists()
 
 
-def test_registered_in_the_tim_command():
-    from tim.cli import COMMAND_MODULES
+def test_registered_in_the_tim_command(capsys):
+    from tim.cli import build_parser
 
-    assert "tim.predict" in COMMAND_MODULES
+    args = build_parser("predict").parse_args(["predict", "a.jpg", "--out", "r.csv"])
+    assert callable(args.func)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    assert "predict" in capsys.readouterr().out

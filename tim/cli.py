@@ -1,31 +1,47 @@
-"""The `tim` command. Each concern module adds its own subcommands with `add_cli(subparsers)`."""
+"""The `tim` command. Each concern module adds its own subcommands with `add_cli(subparsers)`.
+
+Only the module of the command being run is imported, so `tim --help` and `tim data ...` don't pay
+for torch, gradio and the Hub client they don't use.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
-# modules that define add_cli(subparsers); each subcommand sets args.func
-COMMAND_MODULES = [
-    "tim.data.cli",
-    "tim.hub",
-    "tim.train_cli",
-    "tim.evaluation", "tim.compare", "tim.modelinfo",
-    "tim.predict",
-    "tim.export",
-]
+# command -> (module defining add_cli(subparsers), one-line help for `tim --help`)
+COMMANDS = {
+    "data": ("tim.data.cli", "inspect and prepare painting datasets"),
+    "train": ("tim.train_cli", "fine-tune a timm model (same flags as train.py)"),
+    "evaluate": ("tim.evaluation", "test-split metrics with intervals, confusion matrix and curves"),
+    "compare": ("tim.compare", "several evaluated models on the same test split, with paired tests"),
+    "models": ("tim.modelinfo", "parameters, size, GFLOPs and structure of timm architectures"),
+    "predict": ("tim.predict", "predict the artist of image files and folders into a CSV"),
+    "export": ("tim.export", "copy a checkpoint in half precision, checked against the original"),
+    "push": ("tim.hub", "upload a checkpoint and its model card to the Hugging Face Hub"),
+    "card": ("tim.hub", "write or refresh a checkpoint's model card (README.md) without pushing"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with `command`'s module loaded (all of them when `command` is None)."""
     parser = argparse.ArgumentParser(prog="tim", description="Recognise the artist of a painting.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
+    modules = [COMMANDS[command][0]] if command in COMMANDS else dict.fromkeys(m for m, _ in COMMANDS.values())
+    if command is not None and command not in COMMANDS:
+        modules = []  # `tim --help` or a typo: list the commands without importing them
+    for name in modules:
         importlib.import_module(name).add_cli(sub)
+    for name, (_, help_text) in COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(command).parse_args(argv)
     return int(args.func(args) or 0)
 
 
