@@ -55,12 +55,18 @@ def save_checkpoint(
         safe_serialization=True,
         data_config={"input_size": (3, size, size), "crop_pct": 1.0},
     )
+    replace_folder(tmp, folder)
+    return folder
+
+
+def replace_folder(new: Path, folder: Path) -> None:
+    """Put the finished folder `new` in place of `folder` by renames, so `folder` is never half-written."""
     old = folder.with_name(f".{folder.name}.old{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         os.replace(folder, old)
-    os.replace(tmp, folder)
+    os.replace(new, folder)
     shutil.rmtree(old, ignore_errors=True)
-    return folder
 
 
 def read_config(folder: str | os.PathLike) -> dict:

@@ -11,8 +11,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from tim.checkpoint import save_checkpoint
+from tim.checkpoint import replace_folder, save_checkpoint
 from tim.data import DataConfig, prepare_data, split_datasets
 from tim.models import Tiers, build_model, tier_groups
 
@@ -203,15 +201,6 @@ def _to(t, device):
     return None if t is None else t.to(device)
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train `cfg.model` on `cfg.data`; returns the run folder (best/, last/, state/, log.csv)."""
     out = Path(cfg.output_dir)
@@ -333,7 +322,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         accelerator.save_state(str(out / "state.tmp"))
         accelerator.wait_for_everyone()
         if main:
-            _replace_dir(out / "state.tmp", out / "state")
+            replace_folder(out / "state.tmp", out / "state")
         accelerator.wait_for_everyone()
 
     if progress.bad_epochs >= cfg.early_stopping_patience:

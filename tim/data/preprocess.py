@@ -21,6 +21,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from tim.checkpoint import replace_folder
 from tim.data.sources import fingerprint
 from tim.images import ImageError, prepare
 
@@ -131,8 +132,7 @@ def _build(ds: datasets.Dataset, folder: Path, size: int, mode: str, pad_color, 
     del prepared, good
     shutil.rmtree(tmp / "work")
     (tmp / "done").write_text("ok\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    replace_folder(tmp, folder)
 
 
 def preprocess(
