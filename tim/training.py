@@ -20,12 +20,12 @@ import timm
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
-from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from tim.checkpoint import replace_folder, save_checkpoint
 from tim.data import DataConfig, prepare_data, split_datasets
+from tim.metrics import compute_metrics
 from tim.models import Tiers, build_model, tier_groups
 
 LOG_COLUMNS = [
@@ -129,7 +129,7 @@ def make_optimizer(cfg: TrainConfig, groups: list[dict]):
     raise ValueError(f"optimizer {cfg.optimizer!r}: choose adam or adamw")
 
 
-def class_weights(split, num_classes: int, kind: str) -> torch.Tensor | None:
+def class_weights(split, num_classes: int, kind: str, device=None) -> torch.Tensor | None:
     """Per-artist loss weights: `inverse_sqrt` gives an artist with 4x fewer paintings 2x the weight."""
     if kind == "none":
         return None
@@ -137,7 +137,7 @@ def class_weights(split, num_classes: int, kind: str) -> torch.Tensor | None:
         raise ValueError(f"class_weights {kind!r}: choose none or inverse_sqrt")
     counts = np.bincount(np.asarray(split["artist"]), minlength=num_classes).clip(min=1)
     weights = 1.0 / np.sqrt(counts)
-    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32, device=device)
 
 
 def train_one_epoch(model, batches, optimizer, scheduler, criterion, accelerator, cfg: TrainConfig, desc=""):
@@ -189,16 +189,12 @@ def validate(model, loader, accelerator, channels_last: bool) -> dict:
         losses.append(loss.cpu())
         preds.append(pred.cpu())
         labels.append(y.cpu())
-    losses, preds, labels = torch.cat(losses), torch.cat(preds).numpy(), torch.cat(labels).numpy()
+    scores = compute_metrics(torch.cat(labels).numpy(), torch.cat(preds).numpy())
     return {
-        "val_loss": float(losses.mean()),
-        "val_accuracy": float((preds == labels).mean()),
-        "val_f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)),
+        "val_loss": float(torch.cat(losses).mean()),
+        "val_accuracy": scores["accuracy"],
+        "val_f1_macro": scores["f1_macro"],
     }
-
-
-def _to(t, device):
-    return None if t is None else t.to(device)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -264,7 +260,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     )
 
     criterion = torch.nn.CrossEntropyLoss(
-        weight=_to(class_weights(data.splits["train"], len(data.artists), cfg.class_weights), accelerator.device),
+        weight=class_weights(data.splits["train"], len(data.artists), cfg.class_weights, accelerator.device),
         label_smoothing=cfg.label_smoothing,
     )
     checkpoint_extra = {"data": cfg.data.to_dict(), "train": _recipe(cfg)}
@@ -272,22 +268,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                      "pad_color": list(cfg.data.pad_color)}
 
     while progress.epoch < cfg.epochs and progress.bad_epochs < cfg.early_stopping_patience:
-        epoch = progress.epoch
+        epoch, started = progress.epoch, time.perf_counter()
         totals, train_seconds = train_one_epoch(
             model, train_loader, optimizer, scheduler, criterion, accelerator, cfg,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
         )
-        started = time.perf_counter() - train_seconds
         metrics = validate(model, val_loader, accelerator, cfg.channels_last)
         if cfg.scheduler == "plateau":
             scheduler.step(metrics["val_loss"])
-        lrs = {f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups}
+        lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
         row = {
             "epoch": epoch + 1,
             "train_loss": float(totals[1] / totals[0]),
             "train_accuracy": float(totals[2] / totals[0]),
             **metrics,
-            **{f"lr_{t}": lrs.get(f"lr_{t}", 0.0) for t in ("early", "intermediate", "final")},
+            **{f"lr_{tier}": lrs.get(tier, 0.0) for tier in ("early", "intermediate", "final")},
             "seconds": round(time.perf_counter() - started, 1),
             "images_per_second": round(float(totals[0]) / train_seconds, 2),
         }
