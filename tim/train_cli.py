@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tim.data.cli import add_data_arguments
+from tim.data.cli import add_data_arguments, data_settings_from_args
 from tim.training import TrainConfig, train
 
 # flag -> (TrainConfig field, type); every flag defaults to None = "keep the config's value"
@@ -35,8 +35,6 @@ FLAGS = {
 TIER_FLAGS = {"--lr-early": "early", "--lr-intermediate": "intermediate", "--lr-final": "final",
               "--early-fraction": "early_fraction"}
 SWITCHES = {"--freeze-backbone": "freeze_backbone", "--push-to-hub": "push_to_hub", "--hub-private": "hub_private"}
-DATA_FIELDS = ("source", "kind", "label_column", "drop_labels", "image_size", "resize_mode", "pad_color",
-               "min_images", "artists", "fractions", "seed", "duplicate_distance", "cache_dir", "num_proc")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,15 +74,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if value is not None:
             tiers[name] = value
     base["tiers"] = tiers
-    data = dict(base.get("data") or {})
-    for name in DATA_FIELDS:
-        if name == "seed":
-            continue
-        if getattr(args, name, None) is not None:
-            data[name] = getattr(args, name)
-    if args.split_seed is not None:
-        data["seed"] = args.split_seed
-    base["data"] = data
+    base["data"] = {**(base.get("data") or {}), **data_settings_from_args(args)}
     cfg = TrainConfig.from_dict(base)
     if not cfg.data.source:
         raise SystemExit("error: no data source; pass --data PATH_OR_HUB_ID or set data.source in the config")
@@ -97,13 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     train(config_from_args(args), resume=args.resume)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 def add_cli(sub) -> None:
     p = sub.add_parser("train", help="fine-tune a timm model (same flags as train.py)")
     add_arguments(p)
-    p.set_defaults(func=lambda args: train(config_from_args(args), resume=args.resume) and 0)
+    p.set_defaults(func=run)

@@ -32,11 +32,17 @@ def add_data_arguments(p: argparse.ArgumentParser, source: bool = True) -> None:
     p.add_argument("--num-proc", type=int, help="processes for preprocessing (default: all cores)")
 
 
-def data_config_from_args(args: argparse.Namespace, source: str | None = None) -> DataConfig:
+def data_settings_from_args(args: argparse.Namespace) -> dict:
+    """The DataConfig fields given on the command line (`--split-seed` is the split's `seed`)."""
     fields = DataConfig.__dataclass_fields__
     values = {k: getattr(args, k) for k in fields if k != "seed" and getattr(args, k, None) is not None}
     if getattr(args, "split_seed", None) is not None:
         values["seed"] = args.split_seed
+    return values
+
+
+def data_config_from_args(args: argparse.Namespace, source: str | None = None) -> DataConfig:
+    values = data_settings_from_args(args)
     if source is not None:
         values["source"] = source
     return DataConfig.from_dict(values)
