@@ -9,6 +9,7 @@ the evaluation files (metrics, confusion matrix, curves) and model card come alo
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -48,15 +49,14 @@ def export_checkpoint(ref: str, out: str | Path, fp16: bool = True, data_overrid
     tim_block = dict(config["tim"])
     preprocessing = tim_block.pop("preprocessing")
     tim_block.pop("export", None)
-    copy = model.half() if fp16 else model
-    save_checkpoint(copy, out, config["label_names"], preprocessing, tim_block)
+    save_checkpoint(copy.deepcopy(model).half() if fp16 else model, out, config["label_names"], preprocessing,
+                    tim_block)
 
     accelerator = Accelerator(cpu=True)
     rows = prepare_data(data_config_for(config, data_overrides)).splits[split]
-    original, _ = load_model(ref)
     exported, exported_config = load_checkpoint(out)
-    agreement = float(np.mean(top1(original, config, rows, accelerator) == top1(exported, exported_config, rows,
-                                                                                  accelerator)))
+    agreement = float(np.mean(top1(model, config, rows, accelerator) == top1(exported, exported_config, rows,
+                                                                               accelerator)))
     if agreement < min_agreement:
         shutil.rmtree(out)
         raise ExportError(f"the {'fp16 ' if fp16 else ''}copy agrees with {ref} on {agreement:.2%} of the {len(rows)} "
