@@ -16,12 +16,9 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from tim.checkpoint import CheckpointError, read_config
+from tim.checkpoint import CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, CheckpointError, read_config
 
 CARD_NAME = "README.md"
-EVAL_RESULTS_NAME = "eval_results.json"
-CONFUSION_MATRIX_NAME = "confusion_matrix.png"
-TRAINING_CURVES_NAME = "training_curves.png"
 PLACEHOLDER_REPO = "USER/NAME"
 
 
@@ -203,7 +200,7 @@ def _metrics_section(results: dict | None, tim_block: dict, folder: Path) -> str
                 f"| {row['artist']} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | "
                 f"{_fmt(row.get('f1'))} | {row.get('support', '–')} |"
             )
-    for file, title in ((CONFUSION_MATRIX_NAME, "Confusion matrix"), (TRAINING_CURVES_NAME, "Training curves")):
+    for file, title in ((CONFUSION_NAME, "Confusion matrix"), (CURVES_NAME, "Training curves")):
         if (folder / file).is_file():
             lines += ["", f"### {title}", "", f"![{title.lower()}]({file})"]
     return "\n".join(lines)

@@ -14,10 +14,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tim.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
+from tim.checkpoint import CONFIG_NAME, EVAL_RESULTS_NAME, WEIGHTS_NAME, CheckpointError
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
-EVAL_RESULTS = "eval_results.json"
 
 
 def checkpoint_folders(root: str | os.PathLike) -> list[Path]:
@@ -64,7 +63,7 @@ class ModelEntry:
     @classmethod
     def from_folder(cls, folder: Path, source: str) -> "ModelEntry":
         return cls(f"{source}:{folder.name}", str(folder), source,
-                   _read_json(folder / CONFIG_NAME), _read_json(folder / EVAL_RESULTS))
+                   _read_json(folder / CONFIG_NAME), _read_json(folder / EVAL_RESULTS_NAME))
 
     @classmethod
     def from_hub(cls, ref: str) -> "ModelEntry":

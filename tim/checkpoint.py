@@ -24,6 +24,11 @@ import torch
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
+# what `tim evaluate` writes beside the weights (the model card, the app and `tim compare` read them)
+EVAL_RESULTS_NAME = "eval_results.json"
+PREDICTIONS_NAME = "predictions.csv"
+CONFUSION_NAME = "confusion_matrix.png"
+CURVES_NAME = "training_curves.png"
 
 
 class CheckpointError(ValueError):

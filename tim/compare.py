@@ -21,7 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tim.evaluation import LOG_NAME, PREDICTIONS_NAME, RESULTS_NAME
+from tim.checkpoint import EVAL_RESULTS_NAME, PREDICTIONS_NAME
+from tim.evaluation import LOG_NAME
 from tim.metrics import METRIC_NAMES, PairedTest, paired_test
 from tim.plots import plot_run_comparison, read_log
 
@@ -51,15 +52,15 @@ def find_evaluated(ref: str | os.PathLike) -> EvaluatedModel:
     """An evaluated checkpoint folder, or a run folder (its best/, else last/ checkpoint)."""
     ref = Path(ref)
     candidates = [ref, ref / "best", ref / "last"]
-    folder = next((c for c in candidates if (c / RESULTS_NAME).is_file()), None)
+    folder = next((c for c in candidates if (c / EVAL_RESULTS_NAME).is_file()), None)
     if folder is None:
         checkpoint = ref / "best" if (ref / "best").is_dir() else ref
         raise CompareError(
-            f"{ref}: no {RESULTS_NAME} here or in best/ or last/; run `tim evaluate {checkpoint}` first."
+            f"{ref}: no {EVAL_RESULTS_NAME} here or in best/ or last/; run `tim evaluate {checkpoint}` first."
         )
     if not (folder / PREDICTIONS_NAME).is_file():
         raise CompareError(f"{folder}: {PREDICTIONS_NAME} is missing; evaluate it again: `tim evaluate {folder}`.")
-    results = json.loads((folder / RESULTS_NAME).read_text())
+    results = json.loads((folder / EVAL_RESULTS_NAME).read_text())
     with open(folder / PREDICTIONS_NAME, newline="") as f:
         source = results["data"]["source"]
         predictions = {image_key(row["path"], source): (row["true"], row["predicted"]) for row in csv.DictReader(f)}

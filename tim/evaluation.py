@@ -30,17 +30,20 @@ from sklearn.metrics import confusion_matrix
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from tim.checkpoint import CONFIG_NAME, CheckpointError
+from tim.checkpoint import (
+    CONFIG_NAME,
+    CONFUSION_NAME,
+    CURVES_NAME,
+    EVAL_RESULTS_NAME,
+    PREDICTIONS_NAME,
+    CheckpointError,
+)
 from tim.data import SPLITS, DataConfig, DataError, TransformedSplit, prepare_data
 from tim.hub import load_model
 from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table
 from tim.plots import display_name, plot_confusion_matrix, plot_training_curves, read_log
 from tim.predictor import Predictor
 
-RESULTS_NAME = "eval_results.json"
-PREDICTIONS_NAME = "predictions.csv"
-CONFUSION_NAME = "confusion_matrix.png"
-CURVES_NAME = "training_curves.png"
 LOG_NAME = "log.csv"
 
 
@@ -204,7 +207,7 @@ def write_results(out: Path, results: dict, paths: list[str], references: np.nda
                   artists: list[str]) -> None:
     """eval_results.json, predictions.csv and confusion_matrix.png in `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(out / RESULTS_NAME, results)
+    write_json_atomically(out / EVAL_RESULTS_NAME, results)
     predictions = probabilities.argmax(axis=1)
     with open(out / PREDICTIONS_NAME, "w", newline="") as f:
         writer = csv.writer(f)
@@ -286,7 +289,7 @@ def run_cli(args: argparse.Namespace) -> int:
         return 1
     if PartialState().is_main_process:
         out = Path(args.output_dir) if args.output_dir else default_output_dir(args.checkpoint)
-        written = [n for n in (RESULTS_NAME, PREDICTIONS_NAME, CONFUSION_NAME, CURVES_NAME) if (out / n).is_file()]
+        written = [n for n in (EVAL_RESULTS_NAME, PREDICTIONS_NAME, CONFUSION_NAME, CURVES_NAME) if (out / n).is_file()]
         print(format_summary(results))
         print(f"\nWrote {', '.join(written)} to {out}")
     return 0

@@ -18,13 +18,13 @@ import numpy as np
 from accelerate import Accelerator
 
 from tim.card import write_card
-from tim.checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
+from tim.checkpoint import CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, load_checkpoint, save_checkpoint
 from tim.data import prepare_data
 from tim.evaluation import IndexedSplit, data_config_for, predict_split
 from tim.hub import load_model
 from tim.predictor import Predictor
 
-EVAL_FILES = ("eval_results.json", "confusion_matrix.png", "training_curves.png")
+EVAL_FILES = (EVAL_RESULTS_NAME, CONFUSION_NAME, CURVES_NAME)
 
 
 class ExportError(ValueError):
