@@ -247,9 +247,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if resume and (out / "state").is_dir():
         accelerator.load_state(str(out / "state"))
         accelerator.print(f"Resumed from {out / 'state'} at epoch {progress.epoch}")
-    elif main:
-        if out.exists() and (out / "log.csv").exists() and not resume:
-            (out / "log.csv").unlink()
+    elif main:  # a fresh run (also --resume with nothing saved yet): start a new log
+        (out / "log.csv").unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     if cfg.report_to:
