@@ -300,6 +300,24 @@ def test_compare_refuses_models_evaluated_on_different_images(paintings, tmp_pat
         compare([same, unevaluated], tmp_path / "out")
 
 
+def test_compare_common_images_uses_only_paintings_every_model_was_tested_on(paintings, tmp_path):
+    """Models with different test splits (e.g. trained on 15 and on 50 artists) compare on the shared images."""
+    runs = [make_run(tmp_path / "runs" / "a", paintings), make_run(tmp_path / "runs" / "b", paintings, split_seed=7)]
+    answers = []
+    for run in runs:
+        evaluate_checkpoint(str(run / "best"), resamples=100)
+        with open(run / "best" / "predictions.csv", newline="") as f:
+            answers.append({Path(r["path"]).name: r for r in csv.DictReader(f)})
+    common = answers[0].keys() & answers[1].keys()
+    assert 0 < len(common) < len(answers[0])
+    rows = compare(runs, tmp_path / "out", resamples=100, common_images=True)
+    assert [r["num_images"] for r in rows] == [len(common)] * 2
+    for row, answer in zip(rows, answers):
+        right = sum(answer[name]["true"] == answer[name]["predicted"] for name in common)
+        assert row["accuracy"] == pytest.approx(right / len(common))
+        assert row["accuracy_low"] <= row["accuracy"] <= row["accuracy_high"]
+
+
 # ---------------------------------------------------------------- tim models
 
 

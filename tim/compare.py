@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tim.checkpoint import EVAL_RESULTS_NAME, PREDICTIONS_NAME
 from tim.evaluation import LOG_NAME
-from tim.metrics import METRIC_NAMES, PairedTest, paired_test
+from tim.metrics import METRIC_NAMES, PairedTest, bootstrap_intervals, paired_test
 from tim.plots import plot_run_comparison, read_log
 
 
@@ -95,6 +95,20 @@ def check_same_images(models: list[EvaluatedModel]) -> None:
             )
 
 
+def keep_common_images(models: list[EvaluatedModel]) -> int:
+    """Restrict every model to the images all of them were evaluated on; return how many remain.
+
+    For models trained on different data (15 artists and 50, say): the images in every test split were
+    seen in training by none of them, so they compare the models fairly on what they share.
+    """
+    common = set.intersection(*(set(m.predictions) for m in models))
+    if not common:
+        raise CompareError(f"{', '.join(m.name for m in models)} share no evaluated image; nothing to compare on.")
+    for m in models:
+        m.predictions = {p: m.predictions[p] for p in common}
+    return len(common)
+
+
 def paired_against_first(models: list[EvaluatedModel], resamples: int = 1000, seed: int = 0) -> list[PairedTest | None]:
     """For each model, the paired test of it (B) against the first model (A); None for the first."""
     paths = sorted(models[0].predictions)
@@ -106,13 +120,22 @@ def paired_against_first(models: list[EvaluatedModel], resamples: int = 1000, se
     return tests
 
 
-def comparison_rows(models: list[EvaluatedModel], tests: list[PairedTest | None]) -> list[dict]:
-    """One flat row per model: every metric with low/high, and the paired test against the first."""
+def comparison_rows(models: list[EvaluatedModel], tests: list[PairedTest | None], resamples: int = 1000,
+                    seed: int = 0, recompute: bool = False) -> list[dict]:
+    """One flat row per model: every metric with low/high, and the paired test against the first.
+
+    The metrics are those of `tim evaluate`, or with `recompute` (a subset of the images) recomputed from the
+    predictions kept, so they describe exactly the images compared.
+    """
     rows = []
     for model, test in zip(models, tests):
-        row = {"model": model.name, "checkpoint": str(model.folder), "num_images": model.results["num_images"]}
+        row = {"model": model.name, "checkpoint": str(model.folder), "num_images": len(model.predictions)}
+        if recompute:
+            metrics = {name: m.as_dict() for name, m in image_metrics(model, resamples, seed).items()}
+        else:
+            metrics = model.results["metrics"]
         for name in METRIC_NAMES:
-            m = model.results["metrics"][name]
+            m = metrics[name]
             row.update({name: m["value"], f"{name}_low": m["low"], f"{name}_high": m["high"]})
         if test is not None:
             row.update(
@@ -122,6 +145,15 @@ def comparison_rows(models: list[EvaluatedModel], tests: list[PairedTest | None]
             )
         rows.append(row)
     return rows
+
+
+def image_metrics(model: EvaluatedModel, resamples: int, seed: int) -> dict:
+    """METRIC_NAMES -> Interval over the model's (true, predicted) pairs; artists indexed by name."""
+    pairs = sorted(model.predictions.values())
+    names = {a: i for i, a in enumerate(sorted({a for pair in pairs for a in pair}))}
+    true = [names[t] for t, _ in pairs]
+    predicted = [names[p] for _, p in pairs]
+    return bootstrap_intervals(true, predicted, len(names), resamples, seed)
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -144,8 +176,11 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def compare(refs: list[str | os.PathLike], out_dir: str | os.PathLike = "comparison",
-            resamples: int = 1000, seed: int = 0) -> list[dict]:
-    """Compare evaluated runs or checkpoints; write comparison.csv, comparison.md and curves.png; return the rows."""
+            resamples: int = 1000, seed: int = 0, common_images: bool = False) -> list[dict]:
+    """Compare evaluated runs or checkpoints; write comparison.csv, comparison.md and curves.png; return the rows.
+
+    common_images: compare on the images every model was evaluated on instead of refusing different test splits.
+    """
     if len(refs) < 2:
         raise CompareError("give two or more runs or checkpoints to compare")
     models = [find_evaluated(r) for r in refs]
@@ -154,8 +189,10 @@ def compare(refs: list[str | os.PathLike], out_dir: str | os.PathLike = "compari
         seen[m.name] = seen.get(m.name, 0) + 1
         if seen[m.name] > 1:
             m.name = f"{m.name} ({seen[m.name]})"
+    if common_images:
+        keep_common_images(models)
     check_same_images(models)
-    rows = comparison_rows(models, paired_against_first(models, resamples, seed))
+    rows = comparison_rows(models, paired_against_first(models, resamples, seed), resamples, seed, common_images)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -177,12 +214,14 @@ def add_cli(sub) -> None:
     p.add_argument("--out", default="comparison", help="folder for comparison.csv, comparison.md and curves.png")
     p.add_argument("--resamples", type=int, default=1000, help="paired-bootstrap resamples")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--common-images", action="store_true",
+                   help="compare on the images every model was evaluated on (models trained on different data)")
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     try:
-        rows = compare(args.runs, args.out, args.resamples, args.seed)
+        rows = compare(args.runs, args.out, args.resamples, args.seed, args.common_images)
     except CompareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
