@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from tim.card import write_card
 from tim.checkpoint import CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, load_checkpoint, save_checkpoint
 from tim.data import prepare_data
+from tim.errors import UserError
 from tim.evaluation import IndexedSplit, data_config_for, predict_split
 from tim.hub import load_model
 from tim.predictor import Predictor
@@ -27,7 +28,7 @@ from tim.predictor import Predictor
 EVAL_FILES = (EVAL_RESULTS_NAME, CONFUSION_NAME, CURVES_NAME)
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """The exported copy does not behave like the original; the message gives the numbers."""
 
 
