@@ -13,18 +13,15 @@ evaluation identical to training.
 from __future__ import annotations
 
 import copy
-import ctypes
-import errno
-import glob
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import timm
 import torch
 
+from tim.atomic import recover_folder, replace_folder  # noqa: F401 - part of this module's API
 from tim.errors import UserError
 
 CONFIG_NAME = "config.json"
@@ -75,59 +72,6 @@ def _write_checkpoint(model, tmp: Path, label_names, preprocessing: dict, extra:
         safe_serialization=True,
         data_config={"input_size": (3, size, size), "crop_pct": 1.0},
     )
-
-
-def replace_folder(new: Path, folder: Path) -> None:
-    """Put the finished folder `new` in place of `folder`, so `folder` is never half-written or missing.
-
-    On Linux the two folders swap in one atomic rename (RENAME_EXCHANGE): a process killed at any
-    point leaves `folder` as the old version or the new one. Elsewhere `folder` is renamed aside
-    first; a kill between the two renames leaves it under `.NAME.old*`, and `recover_folder` (run by
-    the next save and before training resumes) puts it back.
-    """
-    new, folder = Path(new), Path(folder)
-    recover_folder(folder, keep=new)
-    if folder.exists() and _exchange(new, folder):
-        shutil.rmtree(new)  # `new` now holds the old version
-        return
-    old = folder.with_name(f".{folder.name}.old{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(new, folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_folder(folder: Path, keep: Path | None = None) -> None:
-    """Undo an interrupted `replace_folder`: bring back a folder left aside, drop leftover copies.
-
-    Leftovers are `.NAME.old*` (set aside) and `.NAME.tmp*` (a copy being written, or an old version
-    being deleted, when the process was killed); `keep` is the copy the caller is writing now.
-    """
-    folder = Path(folder)
-    name = glob.escape(folder.name)
-    aside = sorted(folder.parent.glob(f".{name}.old*"))
-    if aside and not folder.exists():
-        os.replace(aside.pop(), folder)
-    for leftover in aside + sorted(folder.parent.glob(f".{name}.tmp*")):
-        if keep is None or leftover != Path(keep):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where that is not available."""
-    if not sys.platform.startswith("linux") or os.environ.get("TIM_NO_RENAME_EXCHANGE"):
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    if not hasattr(libc, "renameat2"):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # a file system without exchange: rename instead
-        return False
-    raise OSError(err, os.strerror(err), str(b))
 
 
 def read_config(folder: str | os.PathLike) -> dict:

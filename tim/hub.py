@@ -33,6 +33,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from tim.atomic import write_text_atomically
 from tim.card import CARD_NAME, write_card
 from tim.checkpoint import (
     CONFIG_NAME,
@@ -293,8 +294,7 @@ def push_checkpoint(
         staged = _stage(folder, Path(tmp) / folder.name)
         card = write_card(staged, repo_id)
         url = _upload(staged, folder, repo_id, private, revision, commit_message, token, config)
-        shutil.copyfile(card, folder / f".{CARD_NAME}.tmp")
-        os.replace(folder / f".{CARD_NAME}.tmp", folder / CARD_NAME)
+        write_text_atomically(folder / CARD_NAME, card.read_text(encoding="utf-8"))
     return url
 
 

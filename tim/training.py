@@ -12,7 +12,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from tim.checkpoint import recover_folder, replace_folder, save_checkpoint
+from tim.atomic import recover_folder, replace_folder, write_text_atomically
+from tim.checkpoint import save_checkpoint
 from tim.data import DataConfig, prepare_data, split_datasets
 from tim.errors import ConfigError, RunFolderError
 from tim.images import RESIZE_MODES
@@ -486,9 +486,7 @@ def restore_log(out: Path) -> None:
     """Make RUN/log.csv the log saved with the training state (the one that matches the saved epochs)."""
     saved = out / STATE / LOG_NAME
     if saved.is_file():
-        tmp = out / f".{LOG_NAME}.tmp"
-        shutil.copyfile(saved, tmp)
-        os.replace(tmp, out / LOG_NAME)
+        write_text_atomically(out / LOG_NAME, saved.read_text())
 
 
 def publish(checkpoint: Path, cfg: TrainConfig):
