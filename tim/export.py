@@ -58,10 +58,13 @@ def export_checkpoint(ref: str, out: str | Path, fp16: bool = True, data_overrid
                           "its check), or choose another output folder.")
     model, config = load_model(ref)
     rows = prepare_data(data_config_for(config, data_overrides)).splits[split]
-    staging = out.with_name(f".{out.name}.export{os.getpid()}")
+    staging = out.with_name(f".{out.name}.export{os.getpid()}")  # holds a folder named like `out` (the card uses it)
+    shutil.rmtree(staging, ignore_errors=True)
     try:
-        agreement = _write_checked_copy(model, config, rows, ref, staging, fp16, min_agreement, split, notes)
-        replace_folder(staging, out)
+        staging.mkdir(parents=True)
+        copy_ = staging / out.name
+        agreement = _write_checked_copy(model, config, rows, ref, copy_, fp16, min_agreement, split, notes)
+        replace_folder(copy_, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return agreement

@@ -33,7 +33,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from tim.atomic import write_text_atomically
+from tim.atomic import recover_folder, write_text_atomically
 from tim.card import CARD_NAME, write_card
 from tim.checkpoint import (
     CONFIG_NAME,
@@ -91,6 +91,8 @@ def resolve(ref: str) -> Path:
         repo_id, revision = parse_ref(ref)
         return download(repo_id, revision)
     folder = Path(ref).expanduser()
+    if not folder.is_dir():
+        recover_folder(folder)  # put back a checkpoint whose replacement was interrupted (tim.atomic)
     if not folder.is_dir():
         first = ref.split("/")[0]
         if "/" in ref and Path(first).is_dir():

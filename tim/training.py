@@ -388,13 +388,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
         progress.epoch += 1
 
         # ---- one atomic save: model folders first, then the state with its log row (the commit point)
-        if main:
-            unwrapped = accelerator.unwrap_model(model)
-            extra = {**checkpoint_extra, "epoch": epoch + 1, "validation": metrics}
-            save_checkpoint(unwrapped, out / "last", data.artists, preprocessing, extra)
-            if improved:
-                save_checkpoint(unwrapped, out / "best", data.artists, preprocessing, extra)
-        save_state(accelerator, out, row)
+        extra = {**checkpoint_extra, "epoch": epoch + 1, "validation": metrics}
+        save_epoch(accelerator, model, out, row, improved, data.artists, preprocessing, extra)
 
     if progress.bad_epochs >= cfg.early_stopping_patience:
         accelerator.print(f"Early stop: no better validation {cfg.early_stopping_metric} for "
@@ -456,6 +451,21 @@ def start_run(out: Path, cfg: TrainConfig, overwrite: bool) -> None:
     (out / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
 
+def save_epoch(accelerator: Accelerator, model, out: Path, row: dict, improved: bool, artists: list[str],
+               preprocessing: dict, extra: dict) -> None:
+    """Save an epoch: last/ (and best/ when it improved), then the state with the epoch's log row.
+
+    Each folder is replaced whole (tim.checkpoint.save_checkpoint), and state/ goes last: it is what
+    --resume continues from, so a run killed before it repeats this epoch, after it goes on.
+    """
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        save_checkpoint(unwrapped, out / "last", artists, preprocessing, extra)
+        if improved:
+            save_checkpoint(unwrapped, out / "best", artists, preprocessing, extra)
+    save_state(accelerator, out, row)
+
+
 def save_state(accelerator: Accelerator, out: Path, row: dict) -> None:
     """Save the training state with the log up to this epoch, as one folder that replaces state/ in one step.
 
@@ -466,19 +476,23 @@ def save_state(accelerator: Accelerator, out: Path, row: dict) -> None:
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        previous = out / STATE / LOG_NAME
-        log = io.StringIO()
-        log.write(previous.read_text() if previous.is_file() else "")
-        writer = csv.DictWriter(log, LOG_COLUMNS)
-        if log.tell() == 0:
-            writer.writeheader()
-        writer.writerow(row)
-        (staging / LOG_NAME).write_text(log.getvalue())
-        replace_folder(staging, out / STATE)
-        restore_log(out)
+    try:
+        accelerator.save_state(str(staging))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            previous = out / STATE / LOG_NAME
+            log = io.StringIO()
+            log.write(previous.read_text() if previous.is_file() else "")
+            writer = csv.DictWriter(log, LOG_COLUMNS)
+            if log.tell() == 0:
+                writer.writeheader()
+            writer.writerow(row)
+            (staging / LOG_NAME).write_text(log.getvalue())
+            replace_folder(staging, out / STATE)
+            restore_log(out)
+    finally:  # after a failed save (a full disk), state/ is the previous epoch's and nothing half-written stays
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
