@@ -361,6 +361,7 @@ def add_cli(sub) -> None:
 
 def _push_command(args: argparse.Namespace) -> int:
     try:
+        read_config(args.checkpoint)  # a wrong folder is reported before the token is checked online
         check_push_access(args.repo_id)
         url = push_checkpoint(
             args.checkpoint, args.repo_id, private=args.private, revision=args.revision,
