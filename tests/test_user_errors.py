@@ -244,3 +244,15 @@ def test_usage_errors_exit_2_with_argparse_usage(capsys):
         tim_main(["train", "--epochs", "many"])
     assert e.value.code == 2 and "invalid int value" in capsys.readouterr().err
     assert sys.modules["tim.cli"]
+
+
+def test_two_model_folders_with_one_name_both_stay_in_the_app(place):
+    from tim.catalog import ModelCatalog
+
+    for run in ("a", "b"):
+        save_checkpoint(timm.create_model("test_resnet", num_classes=3), place / run / "best", ARTISTS, PRE)
+    catalog = ModelCatalog.discover(None, ["a/best", "b/best", "a/best"])
+    local = [e for e in catalog.entries.values() if e.source == "local"]
+    assert [e.name for e in local] == ["a/best", "b/best"]  # told apart; the repeated a/best is listed once
+    assert len({e.key for e in local}) == 2
+    assert [label for label, _ in catalog.choices()][-2:][0].startswith("a/best")
