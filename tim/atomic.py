@@ -36,17 +36,20 @@ def replace_folder(new: Path, folder: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def recover_folder(folder: Path, keep: Path | None = None) -> None:
+def recover_folder(folder: Path, keep: Path | None = None, clean: bool = True) -> None:
     """Undo an interrupted `replace_folder`: bring back a folder left aside, drop leftover copies.
 
     Leftovers are `.NAME.old*` (set aside) and `.NAME.tmp*` (a copy being written, or an old version
-    being deleted, when the process was killed); `keep` is the copy the caller is writing now.
+    being deleted, when the process was killed); `keep` is the copy the caller is writing now. A reader
+    (clean=False) only puts a folder back and deletes nothing.
     """
     folder = Path(folder)
     name = glob.escape(folder.name)
     aside = sorted(folder.parent.glob(f".{name}.old*"))
     if aside and not folder.exists():
         os.replace(aside.pop(), folder)
+    if not clean:
+        return
     for leftover in aside + sorted(folder.parent.glob(f".{name}.tmp*")):
         if keep is None or leftover != Path(keep):
             shutil.rmtree(leftover, ignore_errors=True)

@@ -92,7 +92,7 @@ def resolve(ref: str) -> Path:
         return download(repo_id, revision)
     folder = Path(ref).expanduser()
     if not folder.is_dir():
-        recover_folder(folder)  # put back a checkpoint whose replacement was interrupted (tim.atomic)
+        recover_folder(folder, clean=False)  # put back a checkpoint whose replacement was interrupted (tim.atomic)
     if not folder.is_dir():
         first = ref.split("/")[0]
         if "/" in ref and Path(first).is_dir():

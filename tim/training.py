@@ -1,9 +1,9 @@
 """The training loop: one Accelerate loop for a laptop CPU, one GPU, or `accelerate launch` on many.
 
-Read it top to bottom in `train()`: data, model with learning-rate tiers,
-optimizer and scheduler, then epochs of train -> validate -> checkpoint ->
-early stop. Everything it needs is in one `TrainConfig`, which is also what
-the YAML files in configs/ hold.
+Read it top to bottom in `train()`: checks, data, model with learning-rate
+tiers, optimizer and scheduler, resume or start, then epochs of train ->
+validate -> early stop -> one atomic save. Everything it needs is in one
+`TrainConfig`, which is also what the YAML files in configs/ hold.
 """
 from __future__ import annotations
 
@@ -93,12 +93,14 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training settings {sorted(unknown)}; known ones are "
                               f"{sorted(cls.__dataclass_fields__)}")
-        tiers = d.pop("tiers", {}) or {}
-        unknown = set(tiers) - set(Tiers.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown tiers settings {sorted(unknown)}; known ones are {sorted(Tiers.__dataclass_fields__)}")
+        for block, kind in (("tiers", Tiers), ("data", DataConfig)):
+            unknown = set(d.get(block) or {}) - set(kind.__dataclass_fields__)
+            if unknown:
+                raise ConfigError(f"unknown {block} settings {sorted(unknown)}; known ones are "
+                                  f"{sorted(kind.__dataclass_fields__)}")
+        tiers = Tiers(**(d.pop("tiers", {}) or {}))
         data = DataConfig.from_dict(d.pop("data", {}) or {})
-        return cls(data=data, tiers=Tiers(**tiers), **d)
+        return cls(data=data, tiers=tiers, **d)
 
     def validate(self) -> None:
         """Raise ConfigError for the first setting Tim would fail on later, naming its flag and the accepted values.
@@ -109,13 +111,19 @@ class TrainConfig:
             flag = "--" + name.replace("_", "-")
             return ConfigError(f"{name} ({flag}) = {getattr(self, name)!r} is not accepted: {accepted}.")
 
+        numbers = {name: getattr(self, name) for name in ("weight_decay", "warmup_epochs", "label_smoothing",
+                                                           "plateau_factor")}
+        numbers.update({f"lr_{t}": getattr(self.tiers, t) for t in ("early", "intermediate", "final")})
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} (--{name.replace('_', '-')}) = {value!r} is not accepted: a number.")
         if self.early_stopping_metric == "loss":
             raise bad("early_stopping_metric", "early stopping keeps the epoch with the highest score, so use "
                                                "accuracy or f1_macro (validation loss is what --scheduler plateau follows)")
         for name, accepted in CHOICES.items():
             if getattr(self, name) not in accepted:
                 raise bad(name, "choose one of " + ", ".join(str(a) for a in accepted if a is not None))
-        if not timm.is_model(self.model):
+        if ":" not in self.model and not timm.is_model(self.model):  # hf-hub:/local-dir: names go to timm as they are
             raise bad("model", "not a timm architecture (see `tim models` or timm.list_models())")
         if self.pretrained not in ("timm", "offline", "none"):
             if not self.pretrained.endswith(".safetensors"):
@@ -283,6 +291,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
     An --output-dir that already holds a run is continued (`resume`) or replaced (`overwrite`),
     never both and never silently; a ConfigError or RunFolderError comes before any data is read.
     """
+    # ---- setup: options and the run folder are checked before anything is read or built
     cfg.validate()
     out = Path(cfg.output_dir)
     check_output_dir(out, resume, overwrite)
