@@ -221,6 +221,21 @@ def test_a_kill_or_full_disk_while_saving_an_epoch_never_loses_or_repeats_a_log_
     assert fault_matrix(f"training epoch ({swap})", lambda: save(2), work, check) >= 20
 
 
+def test_a_run_saved_by_an_older_tim_resumes_without_a_repeated_row(run_parts):
+    """Before, log.csv was appended outside the state: a kill in between left a row for an unsaved epoch."""
+    accelerator, progress, out, save = run_parts
+    (out / STATE / "log.csv").unlink()
+    with open(out / "log.csv", "a", newline="") as f:
+        csv.DictWriter(f, LOG_COLUMNS).writerow(row(2))  # epoch 2 logged, then killed before its state
+    check_output_dir(out, resume=True, overwrite=False)
+    accelerator.load_state(str(out / STATE))
+    restore_log(out, progress.epoch)
+    assert logged_epochs(out / "log.csv") == [1]
+    save(2)
+    save(3)
+    assert logged_epochs(out / "log.csv") == logged_epochs(out / STATE / "log.csv") == [1, 2, 3]
+
+
 def test_a_read_only_run_folder_stops_training_with_the_last_epoch_intact(run_parts, work):
     accelerator, progress, out, save = run_parts
     before = faults.snapshot(out)

@@ -342,7 +342,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
     if resume:
         accelerator.load_state(str(out / STATE))
         if main:
-            restore_log(out)
+            restore_log(out, progress.epoch)
         accelerator.print(f"Resumed from {out / STATE} at epoch {progress.epoch}")
     elif main:
         start_run(out, cfg, overwrite)
@@ -490,6 +490,8 @@ def save_state(accelerator: Accelerator, out: Path, row: dict) -> None:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             previous = out / STATE / LOG_NAME
+            if not previous.is_file():  # the first epoch, or a run saved before the log moved into state/
+                previous = out / LOG_NAME
             log = io.StringIO()
             log.write(previous.read_text() if previous.is_file() else "")
             writer = csv.DictWriter(log, LOG_COLUMNS)
@@ -505,11 +507,24 @@ def save_state(accelerator: Accelerator, out: Path, row: dict) -> None:
     accelerator.wait_for_everyone()
 
 
-def restore_log(out: Path) -> None:
-    """Make RUN/log.csv the log saved with the training state (the one that matches the saved epochs)."""
+def restore_log(out: Path, epoch: int | None = None) -> None:
+    """Make RUN/log.csv the log saved with the training state (the one that matches the saved epochs).
+
+    A run saved by an older Tim has no log in state/: its log.csv keeps the first row of each epoch
+    up to `epoch`, the last one the state holds (a row written just before a kill is dropped).
+    """
     saved = out / STATE / LOG_NAME
     if saved.is_file():
         write_text_atomically(out / LOG_NAME, saved.read_text())
+    elif epoch is not None and (out / LOG_NAME).is_file():
+        rows = {}
+        for row in csv.DictReader(io.StringIO((out / LOG_NAME).read_text())):
+            rows.setdefault(int(row["epoch"]), row)
+        log = io.StringIO()
+        writer = csv.DictWriter(log, LOG_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(row for e, row in sorted(rows.items()) if e <= epoch)
+        write_text_atomically(out / LOG_NAME, log.getvalue())
 
 
 def publish(checkpoint: Path, cfg: TrainConfig):
