@@ -67,7 +67,7 @@ def fault_matrix(name: str, operation, root: Path, check, kinds=("kill", "enospc
             check(kind, outcome, where)
             faults.restore(backup, root)
             points += 1
-    INJECTED[name] = INJECTED.get(name, 0) + points
+            INJECTED[f"{name}, {kind}"] = INJECTED.get(f"{name}, {kind}", 0) + 1
     return points
 
 
