@@ -2,7 +2,9 @@
 
 All behaviour lives in tim/app.py; the Hugging Face Space runs the same code (space/app.py).
 """
+import sys
+
 from tim.app import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

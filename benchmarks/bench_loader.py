@@ -155,12 +155,21 @@ def main(argv=None) -> int:
     p.add_argument("--large-images", type=int, default=640, help="training images re-saved as large originals")
     p.add_argument("--long-side", type=int, default=2000)
     p.add_argument("--cache-dir", help="Tim's cache (default: ~/.cache/tim/prepared)")
+    p.add_argument("--smoke", action="store_true", help="tiny generated data, seconds: checks the script still runs")
     args = p.parse_args(argv)
     torch.manual_seed(0)
+    min_images = 99
+    if args.smoke:
+        from _smoke import tiny_paintings
+
+        smoke_dir = Path(tempfile.mkdtemp(prefix="tim-bench-smoke-"))
+        args.source, args.cache_dir = str(tiny_paintings(smoke_dir / "paintings")), str(smoke_dir / "cache")
+        args.batch_size, args.num_workers, args.warmup, args.batches, args.rounds = 4, 0, 1, 2, 1
+        args.max_seconds, args.large_images, args.long_side, min_images = 2.0, 6, 300, 1
 
     print(f"Loader benchmark: batch size {args.batch_size}, {args.num_workers} workers, {os.cpu_count()} CPU cores, "
           f"load average {os.getloadavg()[0]:.1f} at start")
-    cfg = DataConfig(source=args.source, cache_dir=args.cache_dir)
+    cfg = DataConfig(source=args.source, cache_dir=args.cache_dir, min_images=min_images)
     start = time.perf_counter()
     data = prepare_data(cfg)
     train = data.splits["train"]
@@ -170,9 +179,10 @@ def main(argv=None) -> int:
     transform = train_transform()
     paths, labels = list(train["path"]), list(train["artist"])
     torch.set_num_threads(1)  # as in a DataLoader worker
-    sample = [pixels_to_image(row["pixels"]) for row in train.select(range(100))]
+    count = min(100, len(train))
+    sample = [pixels_to_image(row["pixels"]) for row in train.select(range(count))]
     augment = per_image_ms(transform, sample)
-    read = per_image_ms(lambda i: pixels_to_image(train[i]["pixels"]), list(range(100)))
+    read = per_image_ms(lambda i: pixels_to_image(train[i]["pixels"]), list(range(count)))
     decode = per_image_ms(lambda path: prepare(path, 224), paths[:100])
     print(f"Per image, one thread: augment + normalise {augment:.2f} ms, read from cache {read:.2f} ms, "
           f"decode + pad + resize the file {decode:.2f} ms")
@@ -201,7 +211,7 @@ def main(argv=None) -> int:
         print(f"Per image, one thread: decode (draft) + pad + resize {draft:.1f} ms, full decode + pad + resize "
               f"{full:.1f} ms")
         start = time.perf_counter()
-        prepared, _ = preprocess(large_source, cache_dir=tmp / "cache")
+        prepared, _ = preprocess(large_source, cache_dir=tmp / "cache", num_proc=1 if args.smoke else None)
         build = time.perf_counter() - start
         print(f"Building Tim's cache for them (one-off, default processes): {build:.1f} s, {n / build:.0f} images/s")
         large = compare(
@@ -219,6 +229,8 @@ def main(argv=None) -> int:
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if args.smoke:
+            shutil.rmtree(smoke_dir, ignore_errors=True)
 
     a, b = small["(a) cache (TransformedSplit)"], small["(b) files: decode + pad + resize every epoch"]
     la = large["(a) cache (TransformedSplit)"]

@@ -10,15 +10,21 @@ running metrics. Goal: ratio >= 0.9.
 """
 import argparse
 import copy
+import shutil
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import timm
 import torch
 from accelerate import Accelerator
 
-from tim.data import DataConfig, TransformedSplit, prepare_data, train_transform
-from tim.models import Tiers, tier_groups
-from tim.training import TrainConfig, make_optimizer, make_scheduler, train_one_epoch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from tim.data import DataConfig, TransformedSplit, prepare_data, train_transform  # noqa: E402
+from tim.models import Tiers, tier_groups  # noqa: E402
+from tim.training import TrainConfig, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
 
 
 def bare_epoch(model, batches, optimizer, criterion):
@@ -33,16 +39,32 @@ def bare_epoch(model, batches, optimizer, criterion):
     return time.perf_counter() - start
 
 
-def main():
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/datasets/paintings-15")
     p.add_argument("--model", default="tf_efficientnet_lite0")
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
-    args = p.parse_args()
+    p.add_argument("--smoke", action="store_true", help="tiny generated data and model, seconds: checks the script runs")
+    args = p.parse_args(argv)
+    data_cfg = DataConfig(source=args.data, min_images=1, resize_mode="stretch")
+    if args.smoke:
+        from _smoke import tiny_paintings
 
-    data = prepare_data(DataConfig(source=args.data, min_images=1, resize_mode="stretch"))
+        smoke_dir = Path(tempfile.mkdtemp(prefix="tim-bench-smoke-"))
+        data_cfg = DataConfig(source=str(tiny_paintings(smoke_dir / "paintings")), min_images=1, image_size=64,
+                              resize_mode="stretch", cache_dir=str(smoke_dir / "cache"), num_proc=1)
+        args.model, args.batches, args.batch_size, args.rounds = "test_efficientnet", 2, 4, 1
+    try:
+        return measure(args, data_cfg)
+    finally:
+        if args.smoke:
+            shutil.rmtree(smoke_dir, ignore_errors=True)
+
+
+def measure(args, data_cfg: DataConfig) -> int:
+    data = prepare_data(data_cfg)
     model = timm.create_model(args.model, num_classes=len(data.artists)).to(memory_format=torch.channels_last)
     norm = timm.data.resolve_data_config(model=model)
     split = TransformedSplit(data.splits["train"], train_transform(norm["mean"], norm["std"]))
@@ -74,7 +96,8 @@ def main():
     print(f"bare PyTorch loop : {bare_rate:7.2f} images/s")
     print(f"Tim training loop : {tim_rate:7.2f} images/s")
     print(f"ratio Tim / bare  : {tim_rate / bare_rate:.3f}  (goal >= 0.9)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,4 +16,4 @@ for root in (here, here.parent):  # the Space (tim/ copied here), or a checkout 
 from tim.app import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()  # models: bundled + TIM_MODELS; host and port from GRADIO_SERVER_NAME/PORT, set by Spaces
+    sys.exit(main())  # models: bundled + TIM_MODELS; host and port from GRADIO_SERVER_NAME/PORT, set by Spaces

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -151,11 +150,13 @@ def test_bootstrap_intervals_contain_estimate_are_seeded_and_narrow_with_data():
         assert large[name].high - large[name].low < 0.5 * (small[name].high - small[name].low), name
 
 
-def test_bootstrap_is_fast_on_a_full_test_split():
+def test_bootstrap_handles_a_full_test_split():
+    """A 5000-image, 31-artist split gives finite intervals around the point values (speed: benchmarks/bench_metrics.py)."""
     references, predictions = noisy_predictions(5000, 31, 0.7)
-    start = time.perf_counter()
-    bootstrap_intervals(references, predictions, 31, resamples=1000, seed=0)
-    assert time.perf_counter() - start < 3.0
+    intervals = bootstrap_intervals(references, predictions, 31, resamples=1000, seed=0)
+    for name in METRIC_NAMES:
+        assert intervals[name].low <= intervals[name].value <= intervals[name].high, name
+    assert intervals["accuracy"].value == pytest.approx(0.7, abs=0.03)
 
 
 def test_per_artist_table_lists_every_artist_with_sklearn_values():

@@ -277,7 +277,7 @@ def test_push_creates_repo_and_branch_and_uploads_in_one_commit(tmp_path, monkey
     assert branch["repo_id"] == REPO and branch["branch"] == "exp-lr" and branch["exist_ok"] is True
     assert upload["repo_id"] == REPO and upload["revision"] == "exp-lr"
     assert upload["commit_message"] == "Lite0, 12 epochs"
-    assert Path(upload["folder_path"]) == folder
+    assert Path(upload["folder_path"]).name == folder.name  # a staged copy: the card is added there, not here
     assert (REPO, "exp-lr") in hub.repos and (REPO, "main") not in hub.repos
 
 
@@ -309,8 +309,7 @@ def test_failed_upload_keeps_the_checkpoint_and_prints_the_command_that_retries_
     err = capsys.readouterr().err
     assert "502 Bad Gateway" in err and "intact" in err
     after = files_of(folder)
-    assert set(after) == set(before) | {"README.md"}  # the card was added; nothing else changed or appeared
-    assert all(after[name] == data for name, data in before.items())
+    assert after == before  # not even the card was written: the checkpoint is exactly as it was
 
     retry = re.search(r"^\s+(tim push .*)$", err, re.MULTILINE).group(1)
     hub = install(monkeypatch, FakeHub(whoami=whoami_info("write")))

@@ -165,6 +165,18 @@ BAD_FILES = {
 }
 
 
+def test_a_108_megapixel_jpeg_scan_loads_at_draft_size_but_not_in_full(tmp_path):
+    """Museum scans are often 50-150 MP: a JPEG is decoded at 1/8 scale, so the pixel limit counts those pixels."""
+    path = tmp_path / "scan.jpg"
+    Image.new("L", (12000, 9000), 128).save(path, quality=10)  # 108 MP, 1.3 MB, written in well under a second
+    picture = load_rgb(path, draft_size=224)
+    assert picture.size == (1500, 1125) and picture.mode == "RGB"
+    squared, box, _ = prepare(path, 224)
+    assert squared.size == (224, 224) and (box.width, box.height) == (224, 168)
+    with pytest.raises(ImageError, match="12000x9000 pixels.*downscale"):
+        load_rgb(path)  # decoding every pixel is still refused
+
+
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
 def test_bad_file_is_an_image_error_naming_the_file_and_the_fix(tmp_path, name):
     make, advice = BAD_FILES[name]

@@ -231,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", default="models", help="folder of checkpoint folders to offer (default ./models)")
     p.add_argument("--model", dest="models", action="extend", nargs="+", default=[], metavar="REF",
                    help="Hub repo user/name[@revision] or checkpoint folder to offer (repeatable; also TIM_MODELS)")
-    p.add_argument("--max-files", type=int, default=int(os.environ.get("TIM_MAX_FILES", 16)),
+    p.add_argument("--max-files", type=int, default=os.environ.get("TIM_MAX_FILES", "16"),
                    help="pictures per batch (default 16, or TIM_MAX_FILES)")
-    p.add_argument("--max-file-mb", type=float, default=float(os.environ.get("TIM_MAX_FILE_MB", 20)),
+    p.add_argument("--max-file-mb", type=float, default=os.environ.get("TIM_MAX_FILE_MB", "20"),
                    help="size limit per file in MB (default 20, or TIM_MAX_FILE_MB)")
     p.add_argument("--max-loaded", type=int, default=2, help="models kept in memory at once (default 2)")
     p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
@@ -245,8 +245,31 @@ def create_app(args: argparse.Namespace) -> TimApp:
     return TimApp(catalog, args.max_files, args.max_file_mb, examples=example_images())
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+def check_args(args: argparse.Namespace) -> None:
+    """UserError for a limit below 1 or a named model folder that does not exist, before anything loads."""
+    from tim.errors import UserError
+    from tim.hub import is_hub_ref
+
+    for flag, value in (("--max-files", args.max_files), ("--max-file-mb", args.max_file_mb),
+                        ("--max-loaded", args.max_loaded)):
+        if value <= 0:
+            raise UserError(f"{flag} {value}: must be more than 0.")
+    if args.models_dir != "models" and not Path(args.models_dir).is_dir():
+        raise UserError(f"--models-dir {args.models_dir}: no such folder.")
+    for ref in args.models:
+        if not is_hub_ref(ref) and not Path(ref).expanduser().is_dir():
+            raise UserError(f"--model {ref}: no such checkpoint folder, and not a Hub repo id (user/name).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until stopped; exit 1 with one `error:` line for a user error (tim.errors)."""
+    from tim.errors import run_command
+
+    return run_command(serve, build_parser().parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> None:
+    check_args(args)
     app = create_app(args)
     if not app.catalog.entries:
         print("warning: no models found; see --models-dir and --model", flush=True)

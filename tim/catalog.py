@@ -59,6 +59,7 @@ class ModelEntry:
     source: str  # "bundled", "local" or "hub"
     config: dict | None = None  # config.json, when readable without loading the model
     eval_results: dict | None = None  # eval_results.json from `tim evaluate`, when present
+    title: str | None = None  # shown instead of the folder name when two folders share a name
 
     @classmethod
     def from_folder(cls, folder: Path, source: str) -> "ModelEntry":
@@ -98,6 +99,8 @@ class ModelEntry:
 
     @property
     def name(self) -> str:
+        if self.title:
+            return self.title
         return self.ref if self.source == "hub" else Path(self.ref).name
 
     def label(self) -> str:
@@ -138,7 +141,14 @@ class ModelCatalog:
     def __init__(self, entries: list[ModelEntry], max_loaded: int = 2, loader=None):
         self.entries: dict[str, ModelEntry] = {}
         for e in entries:
-            self.entries.setdefault(e.key, e)
+            if any(listed.ref == e.ref for listed in self.entries.values()):
+                continue  # the same model named twice
+            first = self.entries.setdefault(e.key, e)
+            if first is not e:  # two folders with one name (runs/a/best, runs/b/best): keep both, told apart
+                for entry in (first, e):
+                    entry.title = str(Path(*Path(entry.ref).parts[-2:]))
+                e.key = f"{e.key}#{sum(k.startswith(e.key) for k in self.entries) + 1}"
+                self.entries[e.key] = e
         self.max_loaded = max(1, max_loaded)
         self._loader = loader  # ref -> Predictor; Predictor.load unless a test supplies one
         self._loaded: OrderedDict[str, object] = OrderedDict()

@@ -21,6 +21,9 @@ from pathlib import Path
 import timm
 import torch
 
+from tim.atomic import recover_folder, replace_folder  # noqa: F401 - part of this module's API
+from tim.errors import UserError
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
@@ -31,7 +34,7 @@ CONFUSION_NAME = "confusion_matrix.png"
 CURVES_NAME = "training_curves.png"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint Tim cannot use; the message says which file and why."""
 
 
@@ -50,6 +53,15 @@ def save_checkpoint(
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_checkpoint(model, tmp, label_names, preprocessing, extra)
+        replace_folder(tmp, folder)
+    finally:  # a failed write (full disk, read-only folder) leaves the old checkpoint and no partial copy
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _write_checkpoint(model, tmp: Path, label_names, preprocessing: dict, extra: dict | None) -> None:
     size = int(preprocessing["image_size"])
     if any(not p.is_contiguous() for p in model.parameters()):  # channels_last weights: safetensors wants them packed
         model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
@@ -60,18 +72,6 @@ def save_checkpoint(
         safe_serialization=True,
         data_config={"input_size": (3, size, size), "crop_pct": 1.0},
     )
-    replace_folder(tmp, folder)
-    return folder
-
-
-def replace_folder(new: Path, folder: Path) -> None:
-    """Put the finished folder `new` in place of `folder` by renames, so `folder` is never half-written."""
-    old = folder.with_name(f".{folder.name}.old{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(new, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_config(folder: str | os.PathLike) -> dict:

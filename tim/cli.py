@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from tim.errors import run_command
+
 # command -> (module defining add_cli(subparsers), one-line help for `tim --help`)
 COMMANDS = {
     "data": ("tim.data.cli", "inspect and prepare painting datasets"),
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(command).parse_args(argv)
-    return int(args.func(args) or 0)
+    return run_command(args.func, args)  # a user error: one line on stderr, exit status 1
 
 
 if __name__ == "__main__":

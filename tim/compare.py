@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tim.checkpoint import EVAL_RESULTS_NAME, PREDICTIONS_NAME
+from tim.errors import UserError
 from tim.evaluation import LOG_NAME
 from tim.metrics import METRIC_NAMES, PairedTest, bootstrap_intervals, paired_test
 from tim.plots import plot_run_comparison, read_log
 
 
-class CompareError(ValueError):
+class CompareError(UserError):
     """These models cannot be compared; the message says why and what to do."""
 
 

@@ -39,6 +39,7 @@ from tim.checkpoint import (
     CheckpointError,
 )
 from tim.data import SPLITS, DataConfig, DataError, TransformedSplit, prepare_data
+from tim.errors import UserError
 from tim.hub import load_model
 from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table
 from tim.plots import display_name, plot_confusion_matrix, plot_training_curves, read_log
@@ -47,7 +48,7 @@ from tim.predictor import Predictor
 LOG_NAME = "log.csv"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError):
     """The checkpoint and the data cannot be evaluated together; the message says why and what to do."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,8 +19,11 @@ import numpy as np
 from accelerate import Accelerator
 
 from tim.card import write_card
-from tim.checkpoint import CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, load_checkpoint, save_checkpoint
+from tim.checkpoint import (
+    CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, load_checkpoint, replace_folder, save_checkpoint,
+)
 from tim.data import prepare_data
+from tim.errors import UserError
 from tim.evaluation import IndexedSplit, data_config_for, predict_split
 from tim.hub import load_model
 from tim.predictor import Predictor
@@ -27,7 +31,7 @@ from tim.predictor import Predictor
 EVAL_FILES = (EVAL_RESULTS_NAME, CONFUSION_NAME, CURVES_NAME)
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """The exported copy does not behave like the original; the message gives the numbers."""
 
 
@@ -39,26 +43,45 @@ def top1(model, config, rows, accelerator, batch_size: int = 64) -> np.ndarray:
 
 
 def export_checkpoint(ref: str, out: str | Path, fp16: bool = True, data_overrides: dict | None = None,
-                      min_agreement: float = 0.995, split: str = "test", notes: list[str] | None = None) -> float:
+                      min_agreement: float = 0.995, split: str = "test", notes: list[str] | None = None,
+                      overwrite: bool = False) -> float:
     """Write `out`, a copy of checkpoint `ref` (half precision if `fp16`); return the top-1 agreement.
 
+    The copy is built and checked in a hidden folder beside `out` and only then put in its place
+    (tim.checkpoint.replace_folder), so a refused copy, an error or a killed process leaves an
+    existing `out` as it was. An existing `out` is replaced only with `overwrite`.
     `notes` (what the data is, what the model cannot do) go into the config and the model card's limits.
     """
     out = Path(out)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists; pass --overwrite to replace it (only after the new copy passes "
+                          "its check), or choose another output folder.")
     model, config = load_model(ref)
+    rows = prepare_data(data_config_for(config, data_overrides)).splits[split]
+    staging = out.with_name(f".{out.name}.export{os.getpid()}")  # holds a folder named like `out` (the card uses it)
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        copy_ = staging / out.name
+        agreement = _write_checked_copy(model, config, rows, ref, copy_, fp16, min_agreement, split, notes)
+        replace_folder(copy_, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return agreement
+
+
+def _write_checked_copy(model, config, rows, ref, folder: Path, fp16, min_agreement, split, notes) -> float:
+    """Write the copy into `folder`, check it against `model` on `rows`, add the record, eval files and card."""
     tim_block = dict(config["tim"])
     preprocessing = tim_block.pop("preprocessing")
     tim_block.pop("export", None)
-    save_checkpoint(copy.deepcopy(model).half() if fp16 else model, out, config["label_names"], preprocessing,
+    save_checkpoint(copy.deepcopy(model).half() if fp16 else model, folder, config["label_names"], preprocessing,
                     tim_block)
-
     accelerator = Accelerator(cpu=True)
-    rows = prepare_data(data_config_for(config, data_overrides)).splits[split]
-    exported, exported_config = load_checkpoint(out)
+    exported, exported_config = load_checkpoint(folder)
     agreement = float(np.mean(top1(model, config, rows, accelerator) == top1(exported, exported_config, rows,
                                                                                accelerator)))
     if agreement < min_agreement:
-        shutil.rmtree(out)
         raise ExportError(f"the {'fp16 ' if fp16 else ''}copy agrees with {ref} on {agreement:.2%} of the {len(rows)} "
                           f"{split} images, below the required {min_agreement:.2%}; keep the original.")
 
@@ -66,12 +89,12 @@ def export_checkpoint(ref: str, out: str | Path, fp16: bool = True, data_overrid
                                         "top1_agreement": agreement, "checked_on": f"{split} ({len(rows)} images)"}
     if notes:
         exported_config["tim"]["notes"] = list(notes)
-    (out / CONFIG_NAME).write_text(json.dumps(exported_config, indent=2))
+    (folder / CONFIG_NAME).write_text(json.dumps(exported_config, indent=2))
     source = Path(ref)
     for name in EVAL_FILES:
         if (source / name).is_file():
-            shutil.copy2(source / name, out / name)
-    write_card(out)
+            shutil.copy2(source / name, folder / name)
+    write_card(folder)
     return agreement
 
 
@@ -83,17 +106,14 @@ def add_cli(sub) -> None:
     p.add_argument("--data", help="where the checkpoint's data is on this machine (default: as recorded)")
     p.add_argument("--min-agreement", type=float, default=0.995)
     p.add_argument("--note", dest="notes", action="append", help="a line for the model card's limits (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only once the new copy passes)")
     p.set_defaults(func=_command)
 
 
 def _command(args: argparse.Namespace) -> int:
     overrides = {"source": args.data} if args.data else None
-    try:
-        agreement = export_checkpoint(args.checkpoint, args.out, args.fp16, overrides, args.min_agreement,
-                                      notes=args.notes)
-    except ExportError as e:
-        print(f"error: {e}")
-        return 1
+    agreement = export_checkpoint(args.checkpoint, args.out, args.fp16, overrides, args.min_agreement,
+                                  notes=args.notes, overwrite=args.overwrite)  # errors: tim.cli prints them
     size = sum(f.stat().st_size for f in Path(args.out).iterdir()) / 2**20
     print(f"Wrote {args.out} ({size:.1f} MB); top-1 agreement with {args.checkpoint}: {agreement:.2%}")
     return 0

@@ -15,8 +15,11 @@ in one commit, so a repo never holds weights from one run and a card from anothe
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -30,6 +33,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from tim.atomic import recover_folder, write_text_atomically
 from tim.card import CARD_NAME, write_card
 from tim.checkpoint import (
     CONFIG_NAME,
@@ -64,14 +68,15 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 
 
 def is_hub_ref(ref: str) -> bool:
-    """True when `ref` can only mean a Hub repo: not an existing folder, and a valid repo id (`user/name`).
+    """True when `ref` can only mean a Hub repo: a valid repo id (`user/name`) that reads as no local path.
 
-    Something that reads as a path (./runs/best, /data/x, ~/m) is never sent to the Hub.
+    Local: an existing path, anything starting with `.`, `/` or `~`, and a path whose first folder
+    exists here (`runs/bset` when there is a `runs/` folder: a typo of a local path, never sent to the Hub).
     """
     if Path(ref).expanduser().exists() or ref.startswith((".", "/", "~")):
         return False
     repo_id, _ = parse_ref(ref)
-    if "/" not in repo_id:
+    if "/" not in repo_id or Path(repo_id.split("/")[0]).is_dir():
         return False
     try:
         validate_repo_id(repo_id)
@@ -87,10 +92,25 @@ def resolve(ref: str) -> Path:
         return download(repo_id, revision)
     folder = Path(ref).expanduser()
     if not folder.is_dir():
+        recover_folder(folder, clean=False)  # put back a checkpoint whose replacement was interrupted (tim.atomic)
+    if not folder.is_dir():
+        first = ref.split("/")[0]
+        if "/" in ref and Path(first).is_dir():
+            raise CheckpointError(
+                f"model {ref!r}: no such checkpoint folder (read as a local path because {first}/ exists here; "
+                f"it holds {_listing(Path(first))}). To use the Hub repo {ref}, run from a folder without {first}/."
+            )
         raise CheckpointError(
             f"model {ref!r}: no such checkpoint folder, and not a Hub repo id (user/name or user/name@revision)."
         )
     return folder
+
+
+def _listing(folder: Path, most: int = 8) -> str:
+    names = sorted(p.name for p in folder.iterdir())
+    if not names:
+        return "nothing"
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def load_model(ref: str) -> tuple[torch.nn.Module, dict]:
@@ -118,6 +138,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     falls back to the cache; when that is empty too, the HubError says how to get the files.
     """
     where = f"{repo_id}@{revision}" if revision else repo_id
+    fetch = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
     except GatedRepoError:
@@ -134,7 +155,6 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         raise HubError(f"{where}: the repo has no revision {revision!r} (branch, tag or commit).") from None
     except LocalEntryNotFoundError:
         why = "HF_HUB_OFFLINE=1 is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
-        fetch = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
         raise HubError(
             f"{where}: {why}, and this model is not (completely) in the Hugging Face cache "
             f"({constants.HF_HUB_CACHE}). Go online once so Tim downloads it there, or run `{fetch}` "
@@ -145,6 +165,14 @@ def download(repo_id: str, revision: str | None = None) -> Path:
 
     if not (folder / WEIGHTS_NAME).is_file():
         pickles = sorted(p.name for p in folder.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
+        interrupted = sorted((folder.parent.parent / "blobs").glob("*.incomplete"))
+        if not pickles and (interrupted or constants.HF_HUB_OFFLINE):  # the cached snapshot lacks the weights
+            why = "an earlier download was interrupted (a partial file is in" if interrupted else "they are not in"
+            raise HubError(
+                f"{where}: the cached copy has no {WEIGHTS_NAME}: {why} the Hugging Face cache, "
+                f"{constants.HF_HUB_CACHE}). Run the command again online (the download resumes where it "
+                f"stopped), or run `{fetch}`."
+            )
         found = f" It holds only pickled weights ({', '.join(pickles)})." if pickles else ""
         raise HubError(
             f"{where}: no {WEIGHTS_NAME} in the repo.{found} Tim loads safetensors weights only, because a "
@@ -254,16 +282,39 @@ def push_checkpoint(
 ) -> str:
     """Upload checkpoint `folder` to `repo_id` in one commit, with a fresh model card; return the commit URL.
 
-    The card (README.md) is written into the folder first, so the local checkpoint and the repo
-    carry the same card. The repo is created if needed (`private` only applies to a new repo), and
-    the branch `revision` too. Files of an earlier push that this checkpoint lacks (say an old
-    eval_results.json) are deleted in the same commit, so the repo describes these weights only.
+    The upload is staged in a temporary folder (links to the checkpoint's files plus the fresh card),
+    and the card is copied into the checkpoint only after the push succeeded, so the local checkpoint
+    and the repo carry the same card. The repo is created if needed (`private` only applies to a new
+    repo), and the branch `revision` too. Files of an earlier push that this checkpoint lacks (say an
+    old eval_results.json) are deleted in the same commit, so the repo describes these weights only.
     On any failure the local files are left as they were and the HubError holds the retry command.
     """
     folder = Path(folder)
     config = read_config(folder)  # refuse to publish something Tim could not load back
     check_weights(folder)
-    write_card(folder, repo_id)
+    with tempfile.TemporaryDirectory(prefix="tim-push-") as tmp:
+        staged = _stage(folder, Path(tmp) / folder.name)
+        card = write_card(staged, repo_id)
+        url = _upload(staged, folder, repo_id, private, revision, commit_message, token, config)
+        write_text_atomically(folder / CARD_NAME, card.read_text(encoding="utf-8"))
+    return url
+
+
+def _stage(folder: Path, staged: Path) -> Path:
+    """A folder of hard links (copies across file systems) to the files of `folder` that a push uploads."""
+    staged.mkdir()
+    for path in folder.iterdir():
+        if path.is_file() and path.name != CARD_NAME:
+            try:
+                os.link(path, staged / path.name)
+            except OSError:
+                shutil.copy2(path, staged / path.name)
+    return staged
+
+
+def _upload(staged: Path, folder: Path, repo_id: str, private: bool, revision: str | None,
+            commit_message: str | None, token: str | None, config: dict) -> str:
+    """One commit of the staged files to `repo_id`; the commit URL, or a HubError naming the retry command."""
     retry = retry_command(folder.resolve(), repo_id, private, revision, commit_message)
     if commit_message is None:
         commit_message = f"Tim checkpoint: {config['architecture']}, {config['num_classes']} artists"
@@ -276,7 +327,7 @@ def push_checkpoint(
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id,
-            folder_path=folder,
+            folder_path=staged,
             revision=revision,
             commit_message=commit_message,
             allow_patterns=HUB_FILES,
@@ -310,6 +361,7 @@ def add_cli(sub) -> None:
 
 def _push_command(args: argparse.Namespace) -> int:
     try:
+        read_config(args.checkpoint)  # a wrong folder is reported before the token is checked online
         check_push_access(args.repo_id)
         url = push_checkpoint(
             args.checkpoint, args.repo_id, private=args.private, revision=args.revision,

@@ -18,7 +18,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 RESIZE_MODES = ("pad", "stretch")
 
-# Pillow raises DecompressionBombError above 2x this; we refuse anything above it.
+# Pixels Tim decodes at most (Pillow's own warning limit). A JPEG counts at its draft size (up to 8x
+# smaller per side), so 50-150 MP museum scans load; other formats decode every pixel and are refused
+# above it. Pillow itself refuses anything above 2x this before decoding (decompression bombs).
 MAX_PIXELS = 89_478_485
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
@@ -68,15 +70,17 @@ def load_rgb(source: ImageSource, draft_size: int | None = None) -> Image.Image:
         source = io.BytesIO(source)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the limit is checked below on the pixels actually decoded; Pillow still refuses > 2x MAX_PIXELS
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as img:
+                full = img.size
+                if draft_size and img.format == "JPEG":  # decodes at 1/2, 1/4 or 1/8 scale: a 108 MP scan is cheap
+                    img.draft("RGB", (draft_size, draft_size))
                 if img.width * img.height > MAX_PIXELS:
                     raise ImageError(
-                        f"{name}: {img.width}x{img.height} pixels is too large to be a painting photo "
-                        f"(limit {MAX_PIXELS:,} pixels); downscale it first."
+                        f"{name}: {full[0]}x{full[1]} pixels is too large to decode safely (limit {MAX_PIXELS:,} "
+                        "pixels, or a JPEG of up to twice that); downscale it or save it as a JPEG first."
                     )
-                if draft_size and img.format == "JPEG":
-                    img.draft("RGB", (draft_size, draft_size))
                 img.seek(0)  # first frame of an animated GIF/WebP
                 img.load()
                 return _to_rgb(ImageOps.exif_transpose(img))

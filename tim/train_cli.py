@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from tim.data.cli import add_data_arguments, data_settings_from_args
+from tim.errors import ConfigError, run_command
 from tim.training import TrainConfig, train
 
 # flag -> (TrainConfig field, type); every flag defaults to None = "keep the config's value"
@@ -40,7 +41,9 @@ SWITCHES = {"--freeze-backbone": "freeze_backbone", "--push-to-hub": "push_to_hu
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file from configs/ (flags override it)")
     p.add_argument("--data", dest="source", help="the data source (image folder, Kaggle folder, parquet, Hub id)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last epoch")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last saved epoch")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --output-dir (its best/, last/, state/ and log.csv are deleted)")
     for flag, (_, typ) in FLAGS.items():
         p.add_argument(flag, type=typ, default=None)
     for flag in TIER_FLAGS:
@@ -57,8 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    base = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    base = base or {}
+    base = read_config_file(args.config) if args.config else {}
     for flag, (name, _) in FLAGS.items():
         if getattr(args, name, None) is not None:
             base[name] = getattr(args, name)
@@ -75,10 +77,25 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             tiers[name] = value
     base["tiers"] = tiers
     base["data"] = {**(base.get("data") or {}), **data_settings_from_args(args)}
-    cfg = TrainConfig.from_dict(base)
-    if not cfg.data.source:
-        raise SystemExit("error: no data source; pass --data PATH_OR_HUB_ID or set data.source in the config")
+    try:
+        cfg = TrainConfig.from_dict(base)
+    except TypeError as e:  # a config value of the wrong shape, e.g. `data: 3`
+        raise ConfigError(f"{args.config or 'the flags'}: {e}") from None
+    cfg.validate()
     return cfg
+
+
+def read_config_file(path: str) -> dict:
+    """The settings in a YAML config file; ConfigError naming the file when it is missing or not a mapping."""
+    try:
+        base = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file; the configs/ folder has examples.") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--config {path}: not valid YAML ({e}).") from None
+    if base is not None and not isinstance(base, dict):
+        raise ConfigError(f"--config {path}: expected settings (key: value lines), found {type(base).__name__}.")
+    return base or {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,12 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    train(config_from_args(args), resume=args.resume)
+    train(config_from_args(args), resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    """train.py: exit 0 after a finished run, 1 with one `error:` line for a user error (tim.errors)."""
+    return run_command(run, build_parser().parse_args(argv))
 
 
 def add_cli(sub) -> None:

@@ -1,16 +1,18 @@
 """The training loop: one Accelerate loop for a laptop CPU, one GPU, or `accelerate launch` on many.
 
-Read it top to bottom in `train()`: data, model with learning-rate tiers,
-optimizer and scheduler, then epochs of train -> validate -> checkpoint ->
-early stop. Everything it needs is in one `TrainConfig`, which is also what
-the YAML files in configs/ hold.
+Read it top to bottom in `train()`: checks, data, model with learning-rate
+tiers, optimizer and scheduler, resume or start, then epochs of train ->
+validate -> early stop -> one atomic save. Everything it needs is in one
+`TrainConfig`, which is also what the YAML files in configs/ hold.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +25,24 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from tim.checkpoint import replace_folder, save_checkpoint
+from tim.atomic import recover_folder, replace_folder, write_text_atomically
+from tim.checkpoint import save_checkpoint
 from tim.data import DataConfig, prepare_data, split_datasets
+from tim.errors import ConfigError, RunFolderError
+from tim.images import RESIZE_MODES
 from tim.metrics import compute_metrics
 from tim.models import Tiers, build_model, tier_groups
 
+LOG_NAME = "log.csv"
+STATE = "state"  # Accelerate's training state, with the log up to the epoch it holds
+RUN_FILES = (LOG_NAME, "run.json", STATE, "best", "last")  # what makes a folder hold a run
+CHOICES = {  # setting -> accepted values
+    "optimizer": ("adam", "adamw"),
+    "scheduler": ("plateau", "cosine", "none"),
+    "class_weights": ("none", "inverse_sqrt"),
+    "early_stopping_metric": ("accuracy", "f1_macro"),
+    "mixed_precision": (None, "no", "fp16", "bf16"),
+}
 LOG_COLUMNS = [
     "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1_macro",
     "lr_early", "lr_intermediate", "lr_final", "seconds", "images_per_second",
@@ -76,10 +91,83 @@ class TrainConfig:
         d = dict(d)
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}")
-        data = DataConfig.from_dict(d.pop("data", {}) or {})
+            raise ConfigError(f"unknown training settings {sorted(unknown)}; known ones are "
+                              f"{sorted(cls.__dataclass_fields__)}")
+        for block, kind in (("tiers", Tiers), ("data", DataConfig)):
+            unknown = set(d.get(block) or {}) - set(kind.__dataclass_fields__)
+            if unknown:
+                raise ConfigError(f"unknown {block} settings {sorted(unknown)}; known ones are "
+                                  f"{sorted(kind.__dataclass_fields__)}")
         tiers = Tiers(**(d.pop("tiers", {}) or {}))
+        data = DataConfig.from_dict(d.pop("data", {}) or {})
         return cls(data=data, tiers=tiers, **d)
+
+    def validate(self) -> None:
+        """Raise ConfigError for the first setting Tim would fail on later, naming its flag and the accepted values.
+
+        Runs before any data is read or any model is built, so a typo costs seconds, not an epoch.
+        """
+        def bad(name: str, accepted: str) -> ConfigError:
+            flag = "--" + name.replace("_", "-")
+            return ConfigError(f"{name} ({flag}) = {getattr(self, name)!r} is not accepted: {accepted}.")
+
+        numbers = {name: getattr(self, name) for name in ("weight_decay", "warmup_epochs", "label_smoothing",
+                                                           "plateau_factor")}
+        numbers.update({f"lr_{t}": getattr(self.tiers, t) for t in ("early", "intermediate", "final")})
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} (--{name.replace('_', '-')}) = {value!r} is not accepted: a number.")
+        if self.early_stopping_metric == "loss":
+            raise bad("early_stopping_metric", "early stopping keeps the epoch with the highest score, so use "
+                                               "accuracy or f1_macro (validation loss is what --scheduler plateau follows)")
+        for name, accepted in CHOICES.items():
+            if getattr(self, name) not in accepted:
+                raise bad(name, "choose one of " + ", ".join(str(a) for a in accepted if a is not None))
+        if ":" not in self.model and not timm.is_model(self.model):  # hf-hub:/local-dir: names go to timm as they are
+            raise bad("model", "not a timm architecture (see `tim models` or timm.list_models())")
+        if self.pretrained not in ("timm", "offline", "none"):
+            if not self.pretrained.endswith(".safetensors"):
+                raise bad("pretrained", "use timm, offline, none, or a .safetensors file (pickles are never loaded)")
+            if not Path(self.pretrained).is_file():
+                raise bad("pretrained", "no such .safetensors file")
+        if self.pretrained == "offline":
+            from tim.models import OFFLINE_WEIGHTS
+
+            if self.model not in OFFLINE_WEIGHTS:
+                raise bad("pretrained", f"offline weights exist only for {sorted(OFFLINE_WEIGHTS)}")
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "early_stopping_patience"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "a whole number >= 1")
+        if self.num_workers < 0:
+            raise bad("num_workers", "a whole number >= 0")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise bad("max_steps_per_epoch", "a whole number >= 1")
+        for name in ("weight_decay", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise bad(name, "a number >= 0")
+        if not 0 <= self.label_smoothing < 1:
+            raise bad("label_smoothing", "a number from 0 up to (not including) 1")
+        for tier in ("early", "intermediate", "final"):
+            if getattr(self.tiers, tier) < 0:
+                raise ConfigError(f"tiers.{tier} (--lr-{tier}) = {getattr(self.tiers, tier)!r} is not accepted: "
+                                  "a learning rate >= 0 (0 freezes the tier).")
+        if not 0 <= self.tiers.early_fraction <= 1:
+            raise ConfigError(f"tiers.early_fraction (--early-fraction) = {self.tiers.early_fraction!r} is not "
+                              "accepted: a number from 0 to 1.")
+        if self.data.resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"data.resize_mode (--resize-mode) = {self.data.resize_mode!r} is not accepted: "
+                              f"choose one of {', '.join(RESIZE_MODES)}.")
+        if self.data.image_size < 8:
+            raise ConfigError(f"data.image_size (--image-size) = {self.data.image_size!r} is not accepted: "
+                              "a whole number of pixels >= 8.")
+        fractions = tuple(self.data.fractions)
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+            raise ConfigError(f"data.fractions (--fractions) = {fractions} is not accepted: three numbers >= 0 "
+                              "(train, validation, test) that sum to 1.")
+        if not self.data.source:
+            raise ConfigError("no data source: pass --data PATH_OR_HUB_ID or set data.source in the config.")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ConfigError("--push-to-hub needs --hub-model-id USER/NAME (the Hub repo to push the best model to).")
 
 
 class Progress:
@@ -197,9 +285,16 @@ def validate(model, loader, accelerator, channels_last: bool) -> dict:
     }
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train `cfg.model` on `cfg.data`; returns the run folder (best/, last/, state/, log.csv)."""
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train `cfg.model` on `cfg.data`; returns the run folder (best/, last/, state/, log.csv).
+
+    An --output-dir that already holds a run is continued (`resume`) or replaced (`overwrite`),
+    never both and never silently; a ConfigError or RunFolderError comes before any data is read.
+    """
+    # ---- setup: options and the run folder are checked before anything is read or built
+    cfg.validate()
     out = Path(cfg.output_dir)
+    check_output_dir(out, resume, overwrite)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=cfg.mixed_precision,
@@ -210,8 +305,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.push_to_hub:  # fail now, not after 20 epochs; every rank checks, so none is left waiting
         from tim.hub import check_push_access
 
-        if not cfg.hub_model_id:
-            raise ValueError("--push-to-hub needs --hub-model-id USER/NAME")
         check_push_access(cfg.hub_model_id)
     set_seed(cfg.seed)
 
@@ -244,13 +337,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     scheduler = make_scheduler(cfg, optimizer, steps_per_epoch)
     progress = Progress()
     accelerator.register_for_checkpointing(scheduler, progress)
-    if resume and (out / "state").is_dir():
-        accelerator.load_state(str(out / "state"))
-        accelerator.print(f"Resumed from {out / 'state'} at epoch {progress.epoch}")
-    elif main:  # a fresh run (also --resume with nothing saved yet): start a new log
-        (out / "log.csv").unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    # ---- resume or start
+    if resume:
+        accelerator.load_state(str(out / STATE))
+        if main:
+            restore_log(out, progress.epoch)
+        accelerator.print(f"Resumed from {out / STATE} at epoch {progress.epoch}")
+    elif main:
+        start_run(out, cfg, overwrite)
+    accelerator.wait_for_everyone()
     if cfg.report_to:
         accelerator.init_trackers("tim", config={"model": cfg.model, "epochs": cfg.epochs})
     accelerator.print(
@@ -300,24 +396,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         progress.bad_epochs = 0 if improved else progress.bad_epochs + 1
         progress.epoch += 1
 
-        # ---- checkpoints: only the main process writes model folders; all ranks save their state
-        if main:
-            with open(out / "log.csv", "a", newline="") as f:
-                writer = csv.DictWriter(f, LOG_COLUMNS)
-                if f.tell() == 0:
-                    writer.writeheader()
-                writer.writerow(row)
-            unwrapped = accelerator.unwrap_model(model)
-            extra = {**checkpoint_extra, "epoch": epoch + 1, "validation": metrics}
-            save_checkpoint(unwrapped, out / "last", data.artists, preprocessing, extra)
-            if improved:
-                save_checkpoint(unwrapped, out / "best", data.artists, preprocessing, extra)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(out / "state.tmp"))
-        accelerator.wait_for_everyone()
-        if main:
-            replace_folder(out / "state.tmp", out / "state")
-        accelerator.wait_for_everyone()
+        # ---- one atomic save: model folders first, then the state with its log row (the commit point)
+        extra = {**checkpoint_extra, "epoch": epoch + 1, "validation": metrics}
+        save_epoch(accelerator, model, out, row, improved, data.artists, preprocessing, extra)
 
     if progress.bad_epochs >= cfg.early_stopping_patience:
         accelerator.print(f"Early stop: no better validation {cfg.early_stopping_metric} for "
@@ -330,21 +411,132 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         results = evaluate_checkpoint(str(out / "best"), overrides, batch_size=cfg.batch_size,
                                       accelerator=accelerator)
         accelerator.print(format_summary(results))
-    if cfg.push_to_hub and main:
-        publish(out / "best", cfg)
+    push_error = publish(out / "best", cfg) if cfg.push_to_hub and main else None
     accelerator.wait_for_everyone()
     accelerator.end_training()  # last: it also ends the process group of a distributed run
+    if push_error:
+        raise push_error  # the run is saved; the message holds the command that retries the push
     return out
 
 
-def publish(checkpoint: Path, cfg: TrainConfig) -> None:
-    """Push the best checkpoint; a failed upload keeps it and prints the command that retries."""
+# ---------------------------------------------------------------- the run folder
+
+
+def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a run over an earlier one (unless `overwrite`), or to resume one that was never saved."""
+    if resume and overwrite:
+        raise RunFolderError("--resume and --overwrite contradict each other: continue the run or replace it, not both.")
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--output-dir {out} is a file, not a folder; choose another --output-dir.")
+    for name in (STATE, "best", "last"):  # a save interrupted on a file system without atomic swaps
+        try:
+            recover_folder(out / name)
+        except OSError:
+            pass  # another rank of the same run recovered it first
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if resume and not (out / STATE).is_dir():
+        hint = f" It holds {', '.join(found)}: add --overwrite to replace them." if found else ""
+        raise RunFolderError(
+            f"--resume: nothing to resume in {out}: no {STATE}/ folder (a run saves one at the end of each epoch). "
+            f"Start the run without --resume.{hint}"
+        )
+    if found and not resume and not overwrite:
+        raise RunFolderError(
+            f"--output-dir {out} already holds a run ({', '.join(found)}). Continue it with --resume, replace it "
+            "with --overwrite, or choose another --output-dir."
+        )
+
+
+def start_run(out: Path, cfg: TrainConfig, overwrite: bool) -> None:
+    """A fresh run folder: the earlier run's files removed (only with --overwrite), the config in run.json."""
+    if overwrite:
+        for name in RUN_FILES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+
+def save_epoch(accelerator: Accelerator, model, out: Path, row: dict, improved: bool, artists: list[str],
+               preprocessing: dict, extra: dict) -> None:
+    """Save an epoch: last/ (and best/ when it improved), then the state with the epoch's log row.
+
+    Each folder is replaced whole (tim.checkpoint.save_checkpoint), and state/ goes last: it is what
+    --resume continues from, so a run killed before it repeats this epoch, after it goes on.
+    """
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        save_checkpoint(unwrapped, out / "last", artists, preprocessing, extra)
+        if improved:
+            save_checkpoint(unwrapped, out / "best", artists, preprocessing, extra)
+    save_state(accelerator, out, row)
+
+
+def save_state(accelerator: Accelerator, out: Path, row: dict) -> None:
+    """Save the training state with the log up to this epoch, as one folder that replaces state/ in one step.
+
+    A process killed anywhere in here leaves state/ and its log.csv at the previous epoch (which
+    --resume repeats) or at this one: never an epoch logged twice or saved without its row.
+    """
+    staging = out / f".{STATE}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(staging))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            previous = out / STATE / LOG_NAME
+            if not previous.is_file():  # the first epoch, or a run saved before the log moved into state/
+                previous = out / LOG_NAME
+            log = io.StringIO()
+            log.write(previous.read_text() if previous.is_file() else "")
+            writer = csv.DictWriter(log, LOG_COLUMNS)
+            if log.tell() == 0:
+                writer.writeheader()
+            writer.writerow(row)
+            (staging / LOG_NAME).write_text(log.getvalue())
+            replace_folder(staging, out / STATE)
+            restore_log(out)
+    finally:  # after a failed save (a full disk), state/ is the previous epoch's and nothing half-written stays
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def restore_log(out: Path, epoch: int | None = None) -> None:
+    """Make RUN/log.csv the log saved with the training state (the one that matches the saved epochs).
+
+    A run saved by an older Tim has no log in state/: its log.csv keeps the first row of each epoch
+    up to `epoch`, the last one the state holds (a row written just before a kill is dropped).
+    """
+    saved = out / STATE / LOG_NAME
+    if saved.is_file():
+        write_text_atomically(out / LOG_NAME, saved.read_text())
+    elif epoch is not None and (out / LOG_NAME).is_file():
+        rows = {}
+        for row in csv.DictReader(io.StringIO((out / LOG_NAME).read_text())):
+            rows.setdefault(int(row["epoch"]), row)
+        log = io.StringIO()
+        writer = csv.DictWriter(log, LOG_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(row for e, row in sorted(rows.items()) if e <= epoch)
+        write_text_atomically(out / LOG_NAME, log.getvalue())
+
+
+def publish(checkpoint: Path, cfg: TrainConfig):
+    """Push the best checkpoint; None, or the HubError (with the command that retries) of a failed upload."""
     from tim.hub import HubError, push_checkpoint
 
     try:
-        print(f"Pushed {checkpoint} to {push_checkpoint(checkpoint, cfg.hub_model_id, private=cfg.hub_private)}")
+        url = push_checkpoint(checkpoint, cfg.hub_model_id, private=cfg.hub_private)
     except HubError as e:
-        print(f"error: {e}")
+        return HubError(f"training finished and {checkpoint} is saved, but {e}")
+    print(f"Pushed {checkpoint} to {url}")
+    return None
 
 
 def _recipe(cfg: TrainConfig) -> dict:

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 
+from tim.errors import UserError
+
 SPLITS = ("train", "validation", "test")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The data cannot make a usable training set; the message names the numbers."""
 
 
