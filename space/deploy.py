@@ -29,7 +29,7 @@ def stage(folder: Path, models: list[str]) -> Path:
     for name in SPACE_FILES:
         shutil.copy2(SPACE / name, folder / name)
     shutil.rmtree(folder / "tim", ignore_errors=True)
-    shutil.copytree(REPO / "tim", folder / "tim", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp*"))
+    shutil.copytree(REPO / "tim", folder / "tim", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp*", ".tim-engine"))
     if models:
         readme = (folder / "README.md").read_text()
         listed = "models:\n" + "".join(f"  - {m.split('@')[0]}\n" for m in models)

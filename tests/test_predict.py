@@ -14,6 +14,11 @@ from tim import predict
 from tim.predictor import Predictor
 
 
+@pytest.fixture(autouse=True)
+def _engine_on(monkeypatch):
+    monkeypatch.setenv("TIM_ENGINE", "auto")  # the path `tim predict` takes on a user's CPU
+
+
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     predict.add_cli(parser.add_subparsers())
