@@ -14,6 +14,7 @@ in input order, every image exactly once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
@@ -107,7 +108,9 @@ def decode_threads() -> int:
 
 def threaded_batches(dataset: ImageFiles, batch_size: int, threads: int):
     """Batches of dataset items in order, decoded by `threads` threads up to two batches ahead of the consumer."""
-    with ThreadPoolExecutor(threads, thread_name_prefix="tim-decode") as pool:
+    # each thread takes this process's torch thread count (OpenMP keeps one per thread): see `run`
+    with ThreadPoolExecutor(threads, thread_name_prefix="tim-decode", initializer=torch.set_num_threads,
+                            initargs=(torch.get_num_threads(),)) as pool:
         indices = iter(range(len(dataset)))
         pending = deque(pool.submit(dataset.__getitem__, i) for _, i in zip(range(2 * batch_size), indices))
         batch = []
@@ -165,6 +168,17 @@ def answer(predictor: Predictor, inputs: list[tuple[str, str]], cams: list[Path]
     return rows
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's CPU threads set to `n` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # images per process between two gatherings: bounds memory on a million images, keeps the CSV growing
 ROUND = 2048
 
@@ -177,6 +191,9 @@ def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathL
     (split_between_processes), the rows are gathered, and the main process writes them in input order.
     """
     state = PartialState()
+    # with the engine, torch only normalises images and runs Grad-CAM heads: one OpenMP thread each, so the
+    # decoding threads and ONNX Runtime's threads are not fighting over the cores with idle-spinning OpenMP teams
+    threads = torch_threads(1) if predictor.engine is not None else contextlib.nullcontext()
     cams = _cam_paths(Path(cam_dir), inputs) if cam_dir else None
     errors = 0
     f = writer = None
@@ -186,8 +203,8 @@ def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathL
         writer = csv.writer(f)
         writer.writerow(COLUMNS + (["cam"] if cam_dir else []))
     try:
-        with tqdm(total=len(inputs), unit="img", disable=not progress or not state.is_main_process,
-                  desc="Predicting") as bar:
+        with threads, tqdm(total=len(inputs), unit="img", disable=not progress or not state.is_main_process,
+                           desc="Predicting") as bar:
             step = ROUND * state.num_processes
             for start in range(0, len(inputs), step):
                 with state.split_between_processes(list(range(start, min(start + step, len(inputs))))) as mine:
