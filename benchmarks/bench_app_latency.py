@@ -87,8 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image", help="image file (default: a painting of paintings-15, else a generated JPEG)")
     parser.add_argument("--size", type=int, default=224, help="image size of random-init checkpoints")
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: every core)")
     parser.add_argument("--smoke", action="store_true", help="tiny random model, generated image, seconds")
     args = parser.parse_args(argv)
+    if args.threads:  # on a machine shared with other jobs, one thread each gives steadier numbers
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # tim.engine.cpu_threads honours it
 
     tmp = tempfile.TemporaryDirectory()
     folder = Path(tmp.name)
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         [args.model or str(bundled_checkpoints()[0])]
     with Image.open(image) as im:
         shape = f"{im.width}x{im.height}"
-    print(f"torch {torch.__version__}; image {image} ({shape}); median of {args.runs} interleaved runs")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; image {image} ({shape}); "
+          f"median of {args.runs} interleaved runs")
     print(f"{'model':<28}{'path':>8}{'forward ms':>12}{'predict ms':>12}{'explain ms':>12}{'explain/predict':>17}")
     for ref in refs:
         r = bench(ref, image, args.runs)
