@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from accelerate.utils import gather_object
+from accelerate.utils import gather_object, parse_flag_from_env
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -179,6 +179,11 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+def process_state() -> PartialState:
+    """This process's place under `accelerate launch` (one process otherwise); CPU processes with ACCELERATE_USE_CPU."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 # images per process between two gatherings: bounds memory on a million images, keeps the CSV growing
 ROUND = 2048
 
@@ -190,7 +195,7 @@ def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathL
     Under `accelerate launch` every process answers its share of each round of images
     (split_between_processes), the rows are gathered, and the main process writes them in input order.
     """
-    state = PartialState()
+    state = process_state()
     # with the engine, torch only normalises images and runs Grad-CAM heads: one OpenMP thread each, so the
     # decoding threads and ONNX Runtime's threads are not fighting over the cores with idle-spinning OpenMP teams
     threads = torch_threads(1) if predictor.engine is not None else contextlib.nullcontext()
@@ -251,7 +256,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        predictor = Predictor.load(ref, device=PartialState().device, precision=args.precision)
+        predictor = Predictor.load(ref, device=process_state().device, precision=args.precision)
     except (CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -260,7 +265,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: no image files in {' '.join(args.paths)}", file=sys.stderr)
         return 1
     total, errors = run(predictor, inputs, args.out, args.cam_dir, args.batch_size, args.workers, args.top_k)
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return 0
     print(f"{total} images with {ref}: {total - errors} predicted, {errors} errors -> {args.out}"
           + (f"; Grad-CAMs in {args.cam_dir}" if args.cam_dir else ""))
