@@ -1,19 +1,23 @@
-"""Warm latency of what the app does per image (prediction + Grad-CAM on the original) vs a plain forward.
+"""Warm latency of what the app does per image (prediction + Grad-CAM) vs Tim's fastest prediction of that image.
 
-    python benchmarks/bench_app_latency.py [--archs resnet50 convnext_tiny tf_efficientnet_lite0] [--runs 15]
+    python benchmarks/bench_app_latency.py [--model CHECKPOINT] [--image FILE] [--runs 15]
+    python benchmarks/bench_app_latency.py --archs resnet50 convnext_tiny   # random-init models, timing only
+    python benchmarks/bench_app_latency.py --smoke                         # tiny random model, seconds
 
-Both sides use the same Predictor model (eval, channels_last) on the same
-preprocessed 224x224 input; random init is fine for timing. "explain" is
-Predictor.explain_batch: one forward, a backward through the head only, the CAM
-cropped to the picture and drawn on it. Goal: explain <= 1.3x plain forward.
-Runs are interleaved and the median is reported, so background load hits both sides alike.
-On a machine that is busy with something else, --threads 1 gives steadier numbers (two
-OpenMP threads on two shared cores mostly measure the contention).
+For one image file, both sides start from the file and use the same Predictor, as the app does:
+"predict" is Predictor.predict([file]) (decode, square, normalise, the model in Tim's fastest
+path: the ONNX Runtime engine on a CPU), "explain" is Predictor.explain([file]) (the same,
+plus the Grad-CAM: the head's backward in PyTorch from the engine's feature map, the CAM
+cropped to the picture and drawn on it). The model-only forward of the engine is shown too.
+Goal: explain <= 1.5x predict. Runs are interleaved and the median is reported, so
+background load hits both sides alike. Default model: the bundled one; default image: a
+painting from ../shared/datasets/paintings-15 if present, else a generated 640x480 JPEG.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import tempfile
@@ -25,9 +29,13 @@ import timm
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tim.catalog import bundled_checkpoints  # noqa: E402
 from tim.checkpoint import save_checkpoint  # noqa: E402
 from tim.predictor import Predictor  # noqa: E402
+
+PAINTINGS = REPO.parent / "shared" / "datasets" / "paintings-15"
 
 
 def painting(width: int = 640, height: int = 480) -> bytes:
@@ -40,48 +48,75 @@ def painting(width: int = 640, height: int = 480) -> bytes:
     return buffer.getvalue()
 
 
-def bench(arch: str, runs: int, size: int = 224) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        model = timm.create_model(arch, pretrained=False, num_classes=15)
-        folder = save_checkpoint(model, Path(tmp) / arch, [f"artist {i}" for i in range(15)],
-                                 {"resize_mode": "pad", "image_size": size, "pad_color": [0, 0, 0]})
-        predictor = Predictor.load(str(folder))
-    x, box, original = predictor.preprocess(painting())
-    batch = x.unsqueeze(0)
-    model = predictor.model
+def random_checkpoint(folder: Path, arch: str, size: int) -> str:
+    model = timm.create_model(arch, pretrained=False, num_classes=15)
+    return str(save_checkpoint(model, folder / arch, [f"artist {i}" for i in range(15)],
+                               {"resize_mode": "pad", "image_size": size, "pad_color": [0, 0, 0]}))
 
-    def plain():
-        with torch.inference_mode():
-            model(batch.contiguous(memory_format=torch.channels_last))
 
-    def explain():
-        predictor.explain_batch(batch, [box], [original])
+def bench(ref: str, image: str, runs: int) -> dict[str, float]:
+    predictor = Predictor.load(ref)
+    engine = predictor.engine
+    batch = predictor.preprocess(image)[0].unsqueeze(0)
 
-    for _ in range(3):  # warm-up: allocator, oneDNN kernels, the CAM object
-        plain()
-        explain()
-    times = {plain: [], explain: []}
+    def forward():
+        if engine is not None:
+            engine.run(batch, ("logits",))
+        else:
+            with torch.inference_mode():
+                predictor.model(batch.contiguous(memory_format=torch.channels_last))
+
+    steps = {"model forward": forward, "predict": lambda: predictor.predict([image]),
+             "explain": lambda: predictor.explain([image])}
+    for _ in range(3):  # warm-up: allocator, kernels, the CAM object
+        for fn in steps.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(runs):
-        for fn in (plain, explain):
+        for name, fn in steps.items():
             t = time.perf_counter()
             fn()
-            times[fn].append(time.perf_counter() - t)
-    return statistics.median(times[plain]), statistics.median(times[explain])
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()} | {"engine": engine is not None}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", nargs="+", default=["resnet50", "convnext_tiny", "tf_efficientnet_lite0"])
+    parser.add_argument("--model", help="checkpoint folder (default: the bundled model)")
+    parser.add_argument("--archs", nargs="+", help="random-init timm architectures instead of --model")
+    parser.add_argument("--image", help="image file (default: a painting of paintings-15, else a generated JPEG)")
+    parser.add_argument("--size", type=int, default=224, help="image size of random-init checkpoints")
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
-    args = parser.parse_args()
-    if args.threads:
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: every core)")
+    parser.add_argument("--smoke", action="store_true", help="tiny random model, generated image, seconds")
+    args = parser.parse_args(argv)
+    if args.threads:  # on a machine shared with other jobs, one thread each gives steadier numbers
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.runs} interleaved runs")
-    print(f"{'model':<24}{'forward ms':>12}{'explain ms':>12}{'ratio':>8}")
-    for arch in args.archs:
-        fwd, exp = bench(arch, args.runs)
-        print(f"{arch:<24}{fwd * 1e3:>12.1f}{exp * 1e3:>12.1f}{exp / fwd:>7.2f}x")
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # tim.engine.cpu_threads honours it
+
+    tmp = tempfile.TemporaryDirectory()
+    folder = Path(tmp.name)
+    if args.smoke:
+        os.environ.setdefault("TIM_CACHE", str(folder / "cache"))
+        args.archs, args.size, args.runs, args.image = ["test_efficientnet"], 64, 3, None
+    image = args.image
+    if image is None:
+        found = sorted(PAINTINGS.glob("*/*.jpg"))[:1] if not args.smoke else []
+        image = str(found[0]) if found else str(folder / "painting.jpg")
+        if not found:
+            Path(image).write_bytes(painting())
+    refs = [random_checkpoint(folder, a, args.size) for a in args.archs] if args.archs else \
+        [args.model or str(bundled_checkpoints()[0])]
+    with Image.open(image) as im:
+        shape = f"{im.width}x{im.height}"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; image {image} ({shape}); "
+          f"median of {args.runs} interleaved runs")
+    print(f"{'model':<28}{'path':>8}{'forward ms':>12}{'predict ms':>12}{'explain ms':>12}{'explain/predict':>17}")
+    for ref in refs:
+        r = bench(ref, image, args.runs)
+        print(f"{Path(ref).name:<28}{'engine' if r['engine'] else 'eager':>8}{r['model forward'] * 1e3:>12.1f}"
+              f"{r['predict'] * 1e3:>12.1f}{r['explain'] * 1e3:>12.1f}{r['explain'] / r['predict']:>16.2f}x")
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -1,23 +1,33 @@
-"""`tim predict` throughput vs a naive loop over the same images with the same model, plus top-1 agreement.
+"""`tim predict` vs a naive per-image loop (end to end), and the model alone in each engine tried, in one run.
 
-    python benchmarks/bench_predict.py [FOLDER] [--model CHECKPOINT] [--limit N] [--batch-size 32] [--workers N]
+    python benchmarks/bench_predict.py [FOLDER] [--model CHECKPOINT] [--limit 400]
+    python benchmarks/bench_predict.py --smoke          # a tiny random model on a few generated images (seconds)
 
-FOLDER defaults to ../shared/datasets/paintings-15. The model defaults to the
-bundled one, else a random-init tf_efficientnet_lite0 checkpoint (timing only).
-The naive loop is what one writes first: for each file, open and transform it
-(the same tim preprocessing, so answers are comparable), run the model on a
-batch of one under torch.no_grad, take the argmax. `tim predict` batches,
-decodes in DataLoader workers while the model runs, and uses channels_last.
-Goals: >= 2x the naive throughput, >= 99.5% top-1 agreement. Both sides run in this one process, one after
-the other, on the same files; the first batch of each is not excluded (model warm-up happens before timing).
+FOLDER defaults to ../shared/datasets/paintings-15 (every k-th file, sorted, so that about
+--limit are used); the model to the bundled one. Everything runs in this one process on the
+same files, interleaved (every set-up on one round of images, then the next round), so
+the ratios hold even on a machine that is busy with something else.
+
+1. End to end, files to answers. The naive loop is what one writes first: for each file,
+   the same tim preprocessing, the plain fp32 model (as loaded: eager, contiguous) on a batch
+   of one under torch.no_grad, argmax. `tim predict` (tim.predict.run) with its defaults, then
+   with other decoding set-ups (serial, DataLoader worker processes) and with --precision bf16.
+   Agreement: top-1 answers equal to the naive loop's (the fp32 eager model). Goals: >= 2.5x, >= 99.5%.
+2. The model alone on the same preprocessed images, per engine: eager fp32 (batch 1, 32),
+   frozen TorchScript in chunks of 4 (Tim's former CPU path, deprecated), ONNX Runtime
+   (batch 1, 8, 32), eager bf16 autocast (batch 8); each with its top-1 agreement with eager fp32.
+   Goal: Tim's engine within 1.2x of the best. Decoding alone is timed too: end to end can
+   at best approach the slower of decoding and the model.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import timm
@@ -25,14 +35,33 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tim import engine as engines  # noqa: E402
 from tim import predict  # noqa: E402
 from tim.catalog import bundled_checkpoints  # noqa: E402
 from tim.checkpoint import save_checkpoint  # noqa: E402
+from tim.hub import load_model  # noqa: E402
 from tim.images import ImageError  # noqa: E402
 from tim.predictor import Predictor  # noqa: E402
 
 
-def naive(predictor: Predictor, paths: list[str]) -> list[int | None]:
+def smoke_inputs(folder: Path, n: int = 6) -> tuple[str, list[tuple[str, str]]]:
+    """A random-init test_efficientnet checkpoint and n generated JPEGs in `folder`."""
+    import numpy as np
+    from PIL import Image
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=5)
+    ref = str(save_checkpoint(model, folder / "tiny", [f"artist {i}" for i in range(5)],
+                              {"resize_mode": "pad", "image_size": 64, "pad_color": [0, 0, 0]}))
+    rng = np.random.default_rng(0)
+    (folder / "images").mkdir()
+    for i in range(n):
+        pixels = rng.integers(0, 255, (60 + 10 * i, 80, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / "images" / f"{i}.jpg")
+    return ref, predict.collect([str(folder / "images")])
+
+
+def naive(model: torch.nn.Module, predictor: Predictor, paths: list[str]) -> list[int | None]:
     """One image at a time: open + transform, forward a batch of one, argmax."""
     answers = []
     with torch.no_grad():
@@ -42,59 +71,147 @@ def naive(predictor: Predictor, paths: list[str]) -> list[int | None]:
             except ImageError:
                 answers.append(None)
                 continue
-            answers.append(int(predictor.model(x.unsqueeze(0)).argmax(-1)))
+            answers.append(int(model(x.unsqueeze(0)).argmax(-1)))
     return answers
 
 
-def main() -> None:
+def read_answers(out: Path, labels: list[str]) -> list[int | None]:
+    index = {a: i for i, a in enumerate(labels)}
+    with open(out, newline="") as f:
+        return [index[r["artist"]] if r["artist"] else None for r in csv.DictReader(f)]
+
+
+def agreement(a: list, b: list) -> tuple[float, int]:
+    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+    return sum(x == y for x, y in pairs) / max(1, len(pairs)), len(pairs)
+
+
+
+
+def model_alone(ref: str, predictor: Predictor, batch: torch.Tensor, repeats: int) -> list[tuple[str, float, float]]:
+    """(engine, img/s, top-1 agreement with eager fp32) for each engine on the preprocessed `batch`."""
+    model, _ = load_model(ref)
+    model = model.eval()
+    onnx = predictor.engine
+
+    def eager(x):
+        with torch.inference_mode():
+            return model(x)
+
+    def bf16(x):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(x.contiguous(memory_format=torch.channels_last)).float()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.inference_mode():
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(
+                model.to(memory_format=torch.channels_last), batch[:4].contiguous(memory_format=torch.channels_last))))
+    model.to(memory_format=torch.contiguous_format)
+
+    def script(x):
+        with torch.inference_mode():
+            return frozen(x.contiguous(memory_format=torch.channels_last))
+
+    runs = [("eager fp32, batch 1", eager, 1), ("eager fp32, batch 32", eager, 32),
+            ("TorchScript frozen, chunks of 4 (former path)", script, 4)]
+    if onnx is not None:
+        runs += [(f"ONNX Runtime fp32, batch {b}" + (" (Tim's engine)" if b == Predictor.ENGINE_BATCH else ""),
+                  lambda x: onnx.run(x, ("logits",))[0], b) for b in (1, 8, 32)]
+    runs.append(("eager bf16 autocast, batch 8", bf16, 8))
+    for _, fn, size in runs:
+        fn(batch[:size])  # warm-up: allocator, kernels, graph
+    seconds = [0.0] * len(runs)
+    answers = [None] * len(runs)
+    for _ in range(repeats):  # passes interleaved, so background load hits every engine alike
+        for i, (_, fn, size) in enumerate(runs):
+            t = time.perf_counter()
+            answers[i] = torch.cat([fn(chunk) for chunk in batch.split(size)]).argmax(-1)
+            seconds[i] += time.perf_counter() - t
+    return [(name, repeats * len(batch) / s, float((a == answers[0]).float().mean()))
+            for (name, _, _), s, a in zip(runs, seconds, answers)]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default=str(REPO.parent / "shared" / "datasets" / "paintings-15"))
-    parser.add_argument("--model", help="checkpoint folder (default: bundled, else random-init Lite0)")
-    parser.add_argument("--limit", type=int, help="use every k-th image so that about N are used")
+    parser.add_argument("--model", help="checkpoint folder (default: the bundled model)")
+    parser.add_argument("--limit", type=int, default=400, help="use every k-th image so that about N are used")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None)
-    args = parser.parse_args()
+    parser.add_argument("--round", type=int, default=100, help="images per interleaved round in part 1")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved passes per engine in part 2")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: every core)")
+    parser.add_argument("--smoke", action="store_true", help="tiny random model, a few generated images, seconds")
+    args = parser.parse_args(argv)
+    if args.threads:  # on a machine shared with other jobs, one thread each gives steadier numbers
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # tim.engine.cpu_threads honours it
 
     tmp = tempfile.TemporaryDirectory()
-    ref = args.model or (str(bundled_checkpoints()[0]) if bundled_checkpoints() else None)
-    if ref is None:
-        model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=15)
-        ref = str(save_checkpoint(model, Path(tmp.name) / "lite0-random", [f"artist {i}" for i in range(15)],
-                                  {"resize_mode": "pad", "image_size": 224, "pad_color": [0, 0, 0]}))
-    inputs = predict.collect([args.folder])
-    if args.limit and len(inputs) > args.limit:
-        inputs = inputs[:: len(inputs) // args.limit][: args.limit]
+    if args.smoke:
+        os.environ.setdefault("TIM_CACHE", str(Path(tmp.name) / "cache"))
+        ref, inputs = smoke_inputs(Path(tmp.name))
+        args.repeats = 1
+    else:
+        ref = args.model or str(bundled_checkpoints()[0])
+        inputs = predict.collect([args.folder])
+        if args.limit and len(inputs) > args.limit:
+            inputs = inputs[:: len(inputs) // args.limit][: args.limit]
     paths = [p for p, _ in inputs]
+    model, _ = load_model(ref)
+    model.eval()
+    tim = Predictor.load(ref)  # what `tim predict` uses: the engine on a CPU, fp32
+    t = time.perf_counter()
+    engine = tim.engine
+    print(f"model {ref} ({tim.config.get('architecture')}, {tim.preprocessor.image_size}px), {len(paths)} images; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
+          f"engine {'ONNX Runtime, %d threads' % engine.threads if engine else 'none (eager)'} "
+          f"(ready in {time.perf_counter() - t:.1f} s); cores {engines.cpu_threads()}; "
+          f"CPU bf16 units: {torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()}")
 
-    fast = Predictor.load(ref)  # what `tim predict` uses (channels_last)
-    plain = Predictor.load(ref, fast=False)  # the same weights as loaded, contiguous memory format
-    warm = torch.stack([fast.preprocess(paths[0])[0]] * 2)
-    fast.probabilities(warm)
+    # 1. end to end, interleaved: each round of images goes through every set-up in turn
+    warm = torch.stack([tim.preprocess(paths[0])[0]] * 2)
+    bf16 = Predictor.load(ref, precision="bf16")
+    for predictor in (tim, bf16):
+        predictor.probabilities(warm)
     with torch.no_grad():
-        plain.model(warm[:1])
-
+        model(warm[:1])
+    setups = [("tim predict (default: decode threads + engine)", tim, None),
+              ("tim predict, decoding serial (--workers 0)", tim, 0),
+              ("tim predict, 1 DataLoader worker process", tim, 1),
+              ("tim predict, 2 DataLoader worker processes", tim, 2),
+              ("tim predict --precision bf16", bf16, None)]
+    seconds = dict.fromkeys(["naive"] + [name for name, _, _ in setups], 0.0)
+    answers: dict[str, list] = {name: [] for name in seconds}
     out = Path(tmp.name) / "results.csv"
-    t = time.perf_counter()
-    predict.run(fast, inputs, out, batch_size=args.batch_size, workers=args.workers, progress=False)
-    t_tim = time.perf_counter() - t
-    t = time.perf_counter()
-    reference = naive(plain, paths)
-    t_naive = time.perf_counter() - t
+    for start in range(0, len(inputs), args.round):
+        chunk = inputs[start:start + args.round]
+        t = time.perf_counter()
+        answers["naive"] += naive(model, tim, [p for p, _ in chunk])
+        seconds["naive"] += time.perf_counter() - t
+        for name, predictor, workers in setups:
+            t = time.perf_counter()
+            predict.run(predictor, chunk, out, batch_size=args.batch_size, workers=workers, progress=False)
+            seconds[name] += time.perf_counter() - t
+            answers[name] += read_answers(out, predictor.labels)
+    print(f"\n1. end to end, files -> answers, interleaved in rounds of {args.round} images "
+          "(agreement: top-1 equal to the naive fp32 eager loop's)")
+    for name, total in seconds.items():
+        agree, n = agreement(answers[name], answers["naive"])
+        label = "naive loop (eager fp32, batch 1)" if name == "naive" else name
+        print(f"{label:<52}{len(paths) / total:8.1f} img/s {seconds['naive'] / total:6.2f}x   "
+              f"agreement {agree:.2%} of {n}")
 
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
-    index = {a: i for i, a in enumerate(fast.labels)}
-    pairs = [(index[r["artist"]], ref_answer) for r, ref_answer in zip(rows, reference)
-             if r["artist"] and ref_answer is not None]
-    agree = sum(a == b for a, b in pairs) / max(1, len(pairs))
-    errors = sum(1 for r in rows if r["error"])
-    print(f"model {ref} ({fast.config.get('architecture')}, {fast.image_size}px), {len(paths)} images "
-          f"from {args.folder} ({errors} unreadable), torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"tim predict: {t_tim:7.1f} s  {len(paths) / t_tim:6.1f} img/s  (batch {args.batch_size}, "
-          f"workers {args.workers if args.workers is not None else 'default'})")
-    print(f"naive loop:  {t_naive:7.1f} s  {len(paths) / t_naive:6.1f} img/s")
-    print(f"speed-up {t_naive / t_tim:.2f}x (goal >= 2x); top-1 agreement {agree:.2%} on {len(pairs)} images "
-          "(goal >= 99.5%)")
+    # 2. the model alone
+    t = time.perf_counter()
+    batch = torch.stack([tim.preprocess(p)[0] for p in paths])
+    decode = len(paths) / (time.perf_counter() - t)
+    print(f"\n2. the model alone on the {len(batch)} preprocessed images ({args.repeats} interleaved passes); "
+          f"decoding + preprocessing alone: {decode:.1f} img/s on one thread")
+    results = model_alone(ref, tim, batch, args.repeats)
+    best = max(speed for _, speed, _ in results)
+    for name, speed, agree in results:
+        print(f"{name:<52}{speed:8.1f} img/s  {best / speed:5.2f}x slower than the best   agreement {agree:.2%}")
     tmp.cleanup()
 
 

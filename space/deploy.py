@@ -51,7 +51,7 @@ def stage(folder: Path, models: list[str]) -> Path:
         for name in SPACE_FILES:
             shutil.copy2(SPACE / name, staging / name)
         shutil.copytree(REPO / "tim", staging / "tim",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp*", ".*.tmp*"))
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp*", ".*.tmp*", ".tim-engine"))
         if models:
             readme = (staging / "README.md").read_text()
             listed = "models:\n" + "".join(f"  - {m.split('@')[0]}\n" for m in models)

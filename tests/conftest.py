@@ -5,6 +5,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# eager PyTorch unless a test asks for the ONNX Runtime engine (its export takes seconds per model);
+# tests/test_engine.py, test_predict.py and test_gradcam.py run the engine
+os.environ["TIM_ENGINE"] = "eager"
 
 import pytest  # noqa: E402
 

@@ -11,19 +11,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (REPO / "benchmarks").glob("*.py") if not p.name.startswith("_"))
-# given their --smoke mode (and bench_predict its fix) by issue 12, on another branch
-FIXED_ELSEWHERE = {"bench_predict.py": "issue 12", "bench_app_latency.py": "issue 12"}
 
 
 def test_the_benchmarks_are_found():
-    assert {"bench_loader.py", "bench_train_loop.py", "bench_metrics.py"} <= {p.name for p in SCRIPTS}
+    assert {"bench_loader.py", "bench_train_loop.py", "bench_metrics.py", "bench_predict.py",
+            "bench_app_latency.py", "bench_backbones.py"} <= {p.name for p in SCRIPTS}
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_benchmark_runs_in_smoke_mode(script, tmp_path):
-    if "--smoke" not in script.read_text() and script.name in FIXED_ELSEWHERE:
-        pytest.skip(f"{script.name} gets its --smoke mode in {FIXED_ELSEWHERE[script.name]}")
     result = subprocess.run([sys.executable, str(script), "--smoke"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            timeout=300, env={**os.environ, "PYTHONPATH": str(REPO), "TIM_ENGINE": "auto",
+                                                 "TIM_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.strip(), "a benchmark prints its numbers"

@@ -221,6 +221,17 @@ def test_evaluate_writes_results_predictions_and_figures(paintings, tmp_path, ca
     assert config["tim"]["metrics"]["num_images"] == TEST_IMAGES
 
 
+def test_evaluate_in_bf16_measures_and_prints_its_agreement_with_fp32(paintings, tmp_path, capsys):
+    checkpoint = make_checkpoint(tmp_path / "ckpt", paintings)
+    out = tmp_path / "bf16"
+    assert main(["evaluate", str(checkpoint), "--precision", "bf16", "--resamples", "100",
+                 "--output-dir", str(out)]) == 0
+    precision = json.loads((out / "eval_results.json").read_text())["precision"]
+    assert precision["name"] == "bf16" and 0.0 <= precision["top1_agreement_with_fp32"] <= 1.0
+    assert f"top-1 answer agrees with fp32 on {precision['top1_agreement_with_fp32']:.2%}" in capsys.readouterr().out
+    assert "metrics" not in load_checkpoint(checkpoint)[1]["tim"]  # bf16 numbers never stand in for the model's
+
+
 def test_evaluate_data_flag_moves_only_the_source(paintings, tmp_path):
     checkpoint = make_checkpoint(tmp_path / "ckpt", paintings)
     here = evaluate_checkpoint(str(checkpoint), resamples=100, output_dir=tmp_path / "here")

@@ -23,7 +23,8 @@ FAMILIES = {
 @pytest.fixture(scope="module")
 def predictors(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
-    return {arch: Predictor.load(str(make_checkpoint(root / arch, arch, image_size=128))) for arch in FAMILIES}
+    return {arch: Predictor.load(str(make_checkpoint(root / arch, arch, image_size=128)), engine="auto")
+            for arch in FAMILIES}
 
 
 @pytest.mark.parametrize("arch", FAMILIES)
@@ -78,8 +79,8 @@ def test_explanation_has_the_originals_shape_and_hides_the_bars(predictors, monk
     explainer = predictor.explainer
     real_call = type(explainer).__call__
 
-    def bars_hot(self, batch):
-        logits, cams = real_call(self, batch)
+    def bars_hot(self, batch, *feature_map):
+        logits, cams = real_call(self, batch, *feature_map)
         cams[:] = 1.0
         cams[:, box.top : box.top + box.height, box.left : box.left + box.width] = 0.0
         return logits, cams

@@ -43,7 +43,7 @@ from tim.errors import UserError
 from tim.hub import load_model
 from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table
 from tim.plots import display_name, plot_confusion_matrix, plot_training_curves, read_log
-from tim.predictor import Predictor
+from tim.predictor import PRECISIONS, Predictor
 
 LOG_NAME = "log.csv"
 
@@ -125,12 +125,16 @@ def evaluate_checkpoint(
     seed: int = 0,
     num_workers: int = 0,
     accelerator: Accelerator | None = None,
+    precision: str = "fp32",
 ) -> dict:
     """Evaluate a checkpoint on a split of its own data recipe; write the result files; return eval_results.
 
     ref: a local checkpoint folder or a Hub id (tim.hub.load_model).
     data_config_overrides: DataConfig fields to change, usually {"source": path} (the `--data` flag).
     log_path: the run's log.csv for training_curves.png (default: CHECKPOINT/../log.csv).
+    precision: "fp32" (the model's answers) or "bf16"; then the fp32 answers are computed too and
+    results["precision"]["top1_agreement_with_fp32"] says on which share of the images they agree
+    (and the bf16 metrics are not copied into the checkpoint's config).
     Runs on every process under `accelerate launch`; only the main process writes files.
     The returned dict is the content of eval_results.json, on every process.
     """
@@ -138,7 +142,9 @@ def evaluate_checkpoint(
         raise EvaluationError(f"split {split!r} is not one of {SPLITS}")
     accelerator = accelerator or Accelerator()
     model, config = load_model(ref)
-    predictor = Predictor(model, config, device=accelerator.device)
+    local = Path(ref).is_dir()
+    predictor = Predictor(model, config, device=accelerator.device, precision=precision,
+                          checkpoint=Path(ref) if local else None)
     data_cfg = data_config_for(config, data_config_overrides)
     with accelerator.main_process_first():  # the main process builds the image cache, the others reuse it
         data = prepare_data(data_cfg)
@@ -149,6 +155,12 @@ def evaluate_checkpoint(
 
     probabilities = predict_split(predictor, IndexedSplit(rows, predictor.transform), batch_size, num_workers,
                                   accelerator, desc=f"Evaluating on {split}")
+    precision_block = {"name": precision}
+    if precision != "fp32":
+        reference = Predictor(model, config, device=accelerator.device, checkpoint=predictor.checkpoint)
+        fp32 = predict_split(reference, IndexedSplit(rows, reference.transform), batch_size, num_workers,
+                             accelerator, desc=f"fp32 answers on {split}")
+        precision_block["top1_agreement_with_fp32"] = float(np.mean(fp32.argmax(1) == probabilities.argmax(1)))
     references = np.asarray(rows["artist"])
     predictions = probabilities.argmax(axis=1)
     artists = predictor.labels
@@ -163,9 +175,9 @@ def evaluate_checkpoint(
         "metrics": {name: intervals[name].as_dict() for name in METRIC_NAMES},
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95},
         "per_artist": per_artist_table(references, predictions, artists),
+        "precision": precision_block,
     }
     if accelerator.is_main_process:
-        local = Path(ref).is_dir()
         out = Path(output_dir) if output_dir is not None else default_output_dir(ref)
         write_results(out, results, rows["path"], references, probabilities, artists)
         log = None
@@ -177,7 +189,7 @@ def evaluate_checkpoint(
             plot_training_curves(read_log(log), out / CURVES_NAME, title=f"{log.parent.name}/{Path(ref).name}")
         elif log_path:  # asked for explicitly, so say why there is no figure
             print(f"warning: no training log at {log_path}; training_curves.png not drawn", file=sys.stderr)
-        if local and split == "test":
+        if local and split == "test" and precision == "fp32":
             record_metrics(ref, results)
     accelerator.wait_for_everyone()
     return results
@@ -252,7 +264,12 @@ def format_summary(results: dict) -> str:
     ]
     for name, m in results["metrics"].items():
         lines.append(f"{name:20} {m['value']:7.3f}   [{m['low']:.3f}, {m['high']:.3f}]")
-    lines += [f"(bootstrap: {boot['resamples']} resamples of the images, seed {boot['seed']})", ""]
+    lines.append(f"(bootstrap: {boot['resamples']} resamples of the images, seed {boot['seed']})")
+    agreement = results.get("precision", {}).get("top1_agreement_with_fp32")
+    if agreement is not None:
+        lines.append(f"precision {results['precision']['name']}: top-1 answer agrees with fp32 on {agreement:.2%} "
+                     f"of the {results['num_images']} images")
+    lines.append("")
     width = max(20, *(len(display_name(r["artist"])) for r in results["per_artist"]))
     lines.append(f"{'artist':{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
     for r in results["per_artist"]:
@@ -275,6 +292,8 @@ def add_cli(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--cache-dir", help="prepared-image cache (default ~/.cache/tim/prepared)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default) or bf16; with bf16 the top-1 agreement with fp32 is measured and printed")
     p.set_defaults(func=run_cli)
 
 
@@ -284,6 +303,7 @@ def run_cli(args: argparse.Namespace) -> int:
         results = evaluate_checkpoint(
             args.checkpoint, overrides, split=args.split, batch_size=args.batch_size, output_dir=args.output_dir,
             log_path=args.log, resamples=args.resamples, seed=args.seed, num_workers=args.num_workers,
+            precision=args.precision,
         )
     except (EvaluationError, CheckpointError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

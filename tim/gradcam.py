@@ -12,6 +12,10 @@ Three things make it cheap and correct:
 * The CAM is computed on the square the model saw, then cropped to the picture's
   `Box` (the padding bars removed) and resized to the original's own aspect ratio.
 
+Where the forward ran elsewhere (Tim's ONNX Runtime engine returns the last feature map
+with the logits), `CamExplainer(batch, feature_map)` runs only the head in PyTorch, from
+that map: the same CAM, at the cost of the engine's forward plus the head.
+
 pytorch-grad-cam registers hooks when a CAM object is built and leaks them when the
 object is rebuilt per image, so `CamExplainer` builds one per model, hooks a private
 tap module (so plain predictions never trigger its hooks) and serialises calls.
@@ -83,6 +87,29 @@ def _top_class(logits: torch.Tensor) -> torch.Tensor:
     return logits.max()
 
 
+class _Head(torch.nn.Module):
+    """A timm model entered at its last feature map: forward_head, after a tap the library hooks."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.tap = torch.nn.Identity()
+        self.model = model
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.tap(feature_map))
+
+
+class _GradCamAtSize(GradCAM):
+    """GradCAM whose maps are scaled to the image size, not to its input's size (its input is a feature map)."""
+
+    def __init__(self, model: torch.nn.Module, target_layers: list, size: int):
+        super().__init__(model=model, target_layers=target_layers)
+        self.size = size
+
+    def get_target_width_height(self, input_tensor: torch.Tensor) -> tuple[int, int]:
+        return self.size, self.size
+
+
 class CamExplainer:
     """One pytorch-grad-cam GradCAM per model, reused for every call; calls are serialised.
 
@@ -92,6 +119,7 @@ class CamExplainer:
 
     def __init__(self, model: torch.nn.Module, layer: torch.nn.Module | None = None, image_size: int = 224):
         self.model = model
+        self.image_size = image_size
         self.layer = layer if layer is not None else target_layer(model, image_size)
         for p in model.parameters():
             p.requires_grad_(False)
@@ -100,6 +128,27 @@ class CamExplainer:
         self._tap = torch.nn.Identity()  # the library hooks this, so plain forwards never reach its hooks
         self._gate = self.layer.register_forward_hook(self._route)
         self._cam = GradCAM(model=model, target_layers=[self._tap])
+        self._head: _GradCamAtSize | None = None  # for CAMs from a given feature map, built on first use
+        self._reads_features: bool | None = None
+
+    @property
+    def reads_features(self) -> bool:
+        """True when the target layer's output is `model.forward_features`' (timm CNNs): the engine's feature map."""
+        if self._reads_features is None:
+            self._reads_features = False
+            if hasattr(self.model, "forward_features") and hasattr(self.model, "forward_head"):
+                seen = []
+                hook = self.layer.register_forward_hook(lambda _m, _i, out: seen.append(out))
+                param = next(self.model.parameters())
+                probe = torch.randn(1, 3, self.image_size, self.image_size, generator=torch.Generator().manual_seed(0))
+                try:
+                    with torch.inference_mode():
+                        features = self.model.forward_features(probe.to(param.device, param.dtype))
+                finally:
+                    hook.remove()
+                self._reads_features = (len(seen) == 1 and isinstance(seen[0], torch.Tensor)
+                                        and seen[0].shape == features.shape and torch.equal(seen[0], features))
+        return self._reads_features
 
     def _route(self, _module, _inputs, output):
         """During a CAM call, restart the graph at the target's output so backward stops there."""
@@ -108,8 +157,14 @@ class CamExplainer:
         leaf = output.detach().float().requires_grad_()
         return self._tap(leaf.clone())  # clone: a later in-place op may not touch the leaf
 
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        """(logits NxK float32 on CPU, CAMs NxHxW in [0, 1] at the input's size) from one forward + head backward."""
+    def __call__(self, batch: torch.Tensor, feature_map: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """(logits NxK float32 on CPU, CAMs NxHxW in [0, 1] at the input's size) from one forward + head backward.
+
+        With `feature_map` (the last feature map of this batch from a forward run elsewhere, e.g. Tim's engine,
+        valid when `reads_features`) only the head runs here, forward and backward.
+        """
+        if feature_map is not None:
+            return self._from_feature_map(feature_map)
         with self._lock:
             self._owner = threading.get_ident()
             try:
@@ -122,10 +177,28 @@ class CamExplainer:
                 self._cam.activations_and_grads.clear()
         return logits, cams
 
+    def _from_feature_map(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        with self._lock:
+            if self._head is None:
+                head = _Head(self.model)
+                self._head = _GradCamAtSize(head, [head.tap], self.image_size)
+            param = next(self.model.parameters())
+            leaf = feature_map.detach().to(param.device, torch.float32).requires_grad_()
+            try:
+                with torch.inference_mode(False), torch.enable_grad():
+                    cams = self._head(leaf, targets=[_top_class] * len(leaf))
+                logits = self._head.outputs.detach().float().cpu()
+            finally:
+                self._head.outputs = None
+                self._head.activations_and_grads.clear()
+        return logits, cams
+
     def close(self) -> None:
         """Remove every hook this explainer added (the model is left frozen)."""
         self._gate.remove()
         self._cam.activations_and_grads.release()
+        if self._head is not None:
+            self._head.activations_and_grads.release()
 
 
 def cam_on_picture(cam: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:

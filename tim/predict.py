@@ -1,27 +1,37 @@
 """`tim predict PATH... --out results.csv`: the app's pipeline for files and folders, as a CSV.
 
 One row per image (path, artist, confidence, top-5, error); a bad file gets a
-row with its error instead of stopping the run. Decoding runs in DataLoader
-worker processes while the model works on the previous batch, which is what
-makes it several times faster than opening and classifying one image at a time.
+row with its error instead of stopping the run. Images are decoded by a pool of
+threads (or DataLoader worker processes with --workers) while the model, in Tim's
+ONNX Runtime engine on a CPU, works on the ones before: several times faster than
+opening and classifying one image at a time, with the model's own fp32 answers.
 With --cam-dir each image's Grad-CAM overlay is written too, from the same forward.
+
+Beyond one machine: `accelerate launch [--multi_gpu --num_processes N ...] -m tim predict ...`
+splits the images between the processes (GPUs, nodes); the main process writes the one CSV,
+in input order, every image exactly once.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object, parse_flag_from_env
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from tim.examples import IMAGE_SUFFIXES
 from tim.images import ImageError
-from tim.predictor import Predictor, Preprocessor
+from tim.predictor import PRECISIONS, Predictor, Preprocessor
 
 COLUMNS = ["path", "artist", "confidence", "top5", "error"]
 
@@ -76,60 +86,146 @@ def top_text(top: list[tuple[str, float]]) -> str:
     return "; ".join(f"{artist}:{p:.4f}" for artist, p in top)
 
 
-def _cam_path(cam_dir: Path, rel: str, used: set[Path]) -> Path:
-    base = cam_dir / Path(rel).with_suffix("")
-    path, n = base.with_name(base.name + "_cam.jpg"), 1
-    while path in used:  # two inputs with the same relative name
-        n += 1
-        path = base.with_name(f"{base.name}_{n}_cam.jpg")
-    used.add(path)
-    return path
+def _cam_paths(cam_dir: Path, inputs: list[tuple[str, str]]) -> list[Path]:
+    """<cam_dir>/<relative name>_cam.jpg for every input, numbered where two inputs share a relative name."""
+    used: set[Path] = set()
+    out = []
+    for _, rel in inputs:
+        base = cam_dir / Path(rel).with_suffix("")
+        path, n = base.with_name(base.name + "_cam.jpg"), 1
+        while path in used:
+            n += 1
+            path = base.with_name(f"{base.name}_{n}_cam.jpg")
+        used.add(path)
+        out.append(path)
+    return out
+
+
+def decode_threads() -> int:
+    """Decoding threads beside the model on a CPU (PIL and ONNX Runtime release the GIL)."""
+    return 2
+
+
+def threaded_batches(dataset: ImageFiles, batch_size: int, threads: int):
+    """Batches of dataset items in order, decoded by `threads` threads up to two batches ahead of the consumer."""
+    # each thread takes this process's torch thread count (OpenMP keeps one per thread): see `run`
+    with ThreadPoolExecutor(threads, thread_name_prefix="tim-decode", initializer=torch.set_num_threads,
+                            initargs=(torch.get_num_threads(),)) as pool:
+        indices = iter(range(len(dataset)))
+        pending = deque(pool.submit(dataset.__getitem__, i) for _, i in zip(range(2 * batch_size), indices))
+        batch = []
+        while pending:
+            batch.append(pending.popleft().result())
+            nxt = next(indices, None)
+            if nxt is not None:
+                pending.append(pool.submit(dataset.__getitem__, nxt))
+            if len(batch) == batch_size or not pending:
+                yield batch
+                batch = []
+
+
+def decoded_batches(dataset: ImageFiles, batch_size: int, workers: int | None, device: torch.device):
+    """Decoding beside the model: threads by default on a CPU, else DataLoader worker processes."""
+    if workers is None and device.type == "cpu":
+        return threaded_batches(dataset, batch_size, decode_threads())
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_as_list,
+                      persistent_workers=False, prefetch_factor=2 if workers else None)
+
+
+def answer(predictor: Predictor, inputs: list[tuple[str, str]], cams: list[Path] | None = None,
+           batch_size: int = 32, workers: int | None = None, k: int = 5, bar=None) -> list[list[str]]:
+    """The CSV rows for `inputs`, in order; with `cams` (one path per input) each overlay is written there."""
+    paths = [p for p, _ in inputs]
+    dataset = ImageFiles(paths, predictor.preprocessor, keep_original=cams is not None)
+    rows: list[list[str]] = []
+    for batch in decoded_batches(dataset, batch_size, workers, predictor.device):
+        good = [item for item in batch if item[4] is None]
+        answers = {}
+        if good:
+            tensors = torch.stack([item[1] for item in good])
+            if cams is not None:
+                explained = predictor.explain_batch(tensors, [it[2] for it in good], [it[3] for it in good], k)
+                answers = {it[0]: (e.prediction, e) for it, e in zip(good, explained)}
+            else:
+                probs = predictor.probabilities(tensors)
+                answers = {it[0]: (predictor.to_prediction(p, it[2], k), None) for it, p in zip(good, probs)}
+        for i, _, _, _, error in batch:
+            row = [paths[i]]
+            if error is not None:
+                row += ["", "", "", error] + ([""] if cams is not None else [])
+            else:
+                prediction, explanation = answers[i]
+                row += [prediction.artist, f"{prediction.confidence:.6f}", top_text(prediction.top), ""]
+                if cams is not None:
+                    cams[i].parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(explanation.overlay).save(cams[i], quality=90)
+                    row.append(str(cams[i]))
+            rows.append(row)
+        if bar is not None:
+            bar.update(len(batch))
+    return rows
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's CPU threads set to `n` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def process_state() -> PartialState:
+    """This process's place under `accelerate launch` (one process otherwise); CPU processes with ACCELERATE_USE_CPU."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+# images per process between two gatherings: bounds memory on a million images, keeps the CSV growing
+ROUND = 2048
 
 
 def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathLike, cam_dir: str | None = None,
         batch_size: int = 32, workers: int | None = None, k: int = 5, progress: bool = True) -> tuple[int, int]:
-    """Write the CSV for `inputs` (from `collect`); returns (images, errors)."""
-    if workers is None:  # on a CPU the model already uses every core: decoding alongside it only competes
-        workers = 0 if predictor.device.type == "cpu" else min(4, os.cpu_count() or 1)
-    paths = [p for p, _ in inputs]
-    loader = DataLoader(ImageFiles(paths, predictor.preprocessor, keep_original=cam_dir is not None),
-                        batch_size=batch_size, num_workers=workers, collate_fn=_as_list,
-                        persistent_workers=False, prefetch_factor=2 if workers else None)
-    cam_root = Path(cam_dir) if cam_dir else None
-    used: set[Path] = set()
+    """Write the CSV for `inputs` (from `collect`); returns (images, errors).
+
+    Under `accelerate launch` every process answers its share of each round of images
+    (split_between_processes), the rows are gathered, and the main process writes them in input order.
+    """
+    state = process_state()
+    # with the engine, torch only normalises images and runs Grad-CAM heads: one OpenMP thread each, so the
+    # decoding threads and ONNX Runtime's threads are not fighting over the cores with idle-spinning OpenMP teams
+    threads = torch_threads(1) if predictor.engine is not None else contextlib.nullcontext()
+    cams = _cam_paths(Path(cam_dir), inputs) if cam_dir else None
     errors = 0
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f, tqdm(total=len(paths), unit="img", disable=not progress,
-                                                desc="Predicting") as bar:
+    f = writer = None
+    if state.is_main_process:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        f = open(out, "w", newline="")
         writer = csv.writer(f)
-        writer.writerow(COLUMNS + (["cam"] if cam_root else []))
-        for batch in loader:
-            good = [item for item in batch if item[4] is None]
-            answers = {}
-            if good:
-                tensors = torch.stack([item[1] for item in good])
-                if cam_root:
-                    explained = predictor.explain_batch(tensors, [it[2] for it in good], [it[3] for it in good], k)
-                    answers = {it[0]: (e.prediction, e) for it, e in zip(good, explained)}
-                else:
-                    probs = predictor.probabilities(tensors)
-                    answers = {it[0]: (predictor.to_prediction(p, it[2], k), None) for it, p in zip(good, probs)}
-            for i, _, _, _, error in batch:
-                row = [paths[i]]
-                if error is not None:
-                    errors += 1
-                    row += ["", "", "", error] + ([""] if cam_root else [])
-                else:
-                    prediction, explanation = answers[i]
-                    row += [prediction.artist, f"{prediction.confidence:.6f}", top_text(prediction.top), ""]
-                    if cam_root:
-                        cam_path = _cam_path(cam_root, inputs[i][1], used)
-                        cam_path.parent.mkdir(parents=True, exist_ok=True)
-                        Image.fromarray(explanation.overlay).save(cam_path, quality=90)
-                        row.append(str(cam_path))
-                writer.writerow(row)
-            bar.update(len(batch))
-    return len(paths), errors
+        writer.writerow(COLUMNS + (["cam"] if cam_dir else []))
+    try:
+        with threads, tqdm(total=len(inputs), unit="img", disable=not progress or not state.is_main_process,
+                           desc="Predicting") as bar:
+            step = ROUND * state.num_processes
+            for start in range(0, len(inputs), step):
+                with state.split_between_processes(list(range(start, min(start + step, len(inputs))))) as mine:
+                    rows = answer(predictor, [inputs[i] for i in mine], [cams[i] for i in mine] if cams else None,
+                                  batch_size, workers, k, bar if state.num_processes == 1 else None)
+                if state.num_processes > 1:
+                    rows = gather_object(rows)  # every process's rows, in process order = input order
+                    bar.update(len(rows))
+                errors += sum(1 for row in rows if row[4])
+                if writer is not None:
+                    writer.writerows(rows)
+                    f.flush()
+    finally:
+        if f is not None:
+            f.close()
+    return len(inputs), errors
 
 
 def add_cli(sub) -> None:
@@ -140,7 +236,12 @@ def add_cli(sub) -> None:
     p.add_argument("--out", required=True, help="CSV to write: path, artist, confidence, top5, error")
     p.add_argument("--cam-dir", help="also write each image's Grad-CAM overlay here (<name>_cam.jpg)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: 0 when the model runs on the CPU, else min(4, CPUs))")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader decoding processes (default: decoding threads beside the model on a CPU, "
+                        "else min(4, CPUs))")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default): the model's own answers; bf16: autocast, faster on CPUs with bf16 units, "
+                        "answers may differ (tim evaluate --precision bf16 measures how often)")
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=main)
 
@@ -155,7 +256,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        predictor = Predictor.load(ref)
+        predictor = Predictor.load(ref, device=process_state().device, precision=args.precision)
     except (CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -164,6 +265,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: no image files in {' '.join(args.paths)}", file=sys.stderr)
         return 1
     total, errors = run(predictor, inputs, args.out, args.cam_dir, args.batch_size, args.workers, args.top_k)
+    if not process_state().is_main_process:
+        return 0
     print(f"{total} images with {ref}: {total - errors} predicted, {errors} errors -> {args.out}"
           + (f"; Grad-CAMs in {args.cam_dir}" if args.cam_dir else ""))
     return 0

@@ -3,12 +3,18 @@
 It reads everything about preprocessing from the checkpoint's config (square
 mode, size, pad colour, mean/std), so inference sees what training saw.
 `explain` adds a Grad-CAM to each prediction from the same forward pass.
+
+Numerics: fp32 by default, everywhere, so the answers are the model's on every machine.
+On a CPU the forward runs in Tim's ONNX Runtime engine (tim.engine: built on first use,
+checked against PyTorch, several times faster than eager); elsewhere, or where the engine
+cannot be used, in eager PyTorch. `precision="bf16"` (bf16 autocast, eager) only when asked.
 """
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -17,6 +23,7 @@ import timm
 import torch
 from PIL import Image
 
+from tim import engine as engines
 from tim.data.transforms import eval_transform
 from tim.images import Box, ImageError, ImageSource, _describe, prepare
 
@@ -25,15 +32,7 @@ from tim.images import Box, ImageError, ImageSource, _describe, prepare
 MAX_ASPECT = 20.0
 # Explanations are drawn at most this many pixels on the long side (the original's aspect is kept).
 DISPLAY_SIDE = 1024
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """True where bf16 matmuls have hardware support: recent GPUs, CPUs with AVX-512 bf16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return False
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -76,9 +75,22 @@ class Preprocessor:
 
 
 class Predictor:
-    """A loaded model plus the preprocessing its checkpoint config prescribes."""
+    """A loaded model plus the preprocessing its checkpoint config prescribes.
 
-    def __init__(self, model: torch.nn.Module, config: dict, device: str | torch.device = "cpu", fast: bool = True):
+    precision: "fp32" (default: the model's own answers) or "bf16" (autocast; faster on CPUs
+    with bf16 units, answers may differ: `tim evaluate --precision bf16` measures by how much).
+    engine: "auto" (default, or $TIM_ENGINE): ONNX Runtime for fp32 on a CPU, eager PyTorch
+    otherwise; "eager": always PyTorch.
+    checkpoint: the model's local folder, where the engine is cached (None: the Tim cache).
+    """
+
+    # images per engine call: ONNX Runtime runs Lite0 fastest in small batches on a CPU (activations stay in cache)
+    ENGINE_BATCH = 1
+
+    def __init__(self, model: torch.nn.Module, config: dict, device: str | torch.device = "cpu",
+                 precision: str = "fp32", engine: str | None = None, checkpoint: str | os.PathLike | None = None):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
         self.config = config
         self.labels: list[str] = list(config["label_names"])
         pre = config["tim"]["preprocessing"]
@@ -87,28 +99,43 @@ class Predictor:
         self.preprocessor = Preprocessor(int(pre["image_size"]), pre["resize_mode"],
                                          tuple(pre.get("pad_color", (0, 0, 0))), self.transform)
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
-        # channels_last: 1.8x faster for Lite0 on a 2-core AVX2 CPU; bf16 autocast only where the
-        # hardware has bf16 units (it is 7x *slower* on CPUs without them)
-        self.fast = fast
-        self.bf16 = fast and bf16_is_fast(self.device)
-        if fast:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.precision = precision
+        self.checkpoint = checkpoint
+        # channels_last: 1.8x faster eager convolutions for Lite0 on a 2-core CPU, same fp32 numerics
+        self.model = model.float().eval().to(self.device, memory_format=torch.channels_last)
+        wants_engine = engines.engine_choice(engine) != "eager" and precision == "fp32" and self.device.type == "cpu"
+        self._engine = None if wants_engine and hasattr(model, "forward_head") else False  # False: eager PyTorch
+        self._engine_lock = threading.Lock()
         self._explainer = None  # tim.gradcam.CamExplainer, built on the first explain()
         self._explainer_lock = threading.Lock()
-        self._graph = None  # frozen TorchScript graph for CPU inference, built on first use (False: unavailable)
-        self._graph_lock = threading.Lock()
 
     @classmethod
     def load(cls, ref: str, **kwargs) -> "Predictor":
         """From a local checkpoint folder or a Hub repo id (see tim.hub.resolve)."""
-        from tim.hub import load_model  # Hub layer resolves references, checks safetensors
+        from tim.hub import is_hub_ref, load_model, resolve  # Hub layer resolves references, checks safetensors
 
         model, config = load_model(ref)
+        if not is_hub_ref(ref):  # a Hub download's folder is the Hub's: its engine goes to the Tim cache
+            kwargs.setdefault("checkpoint", resolve(ref))
         return cls(model, config, **kwargs)
 
+    @property
+    def engine(self):
+        """The ONNX Runtime engine (tim.engine.OnnxEngine), built or found on first use; None: eager PyTorch."""
+        if self._engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    try:
+                        self._engine = engines.load_engine(self.model, str(self.config.get("architecture")),
+                                                           self.preprocessor.image_size, self.checkpoint)
+                    except Exception as e:  # noqa: BLE001 - export and runtimes fail in many ways; eager is always right
+                        print(f"note: {self.config.get('architecture')}: no ONNX Runtime engine "
+                              f"({engines.first_line(e)}); using eager PyTorch", file=sys.stderr)
+                        self._engine = False
+        return self._engine or None
+
     def autocast(self):
-        if not self.bf16:
+        if self.precision != "bf16":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
@@ -117,37 +144,30 @@ class Predictor:
         return self.preprocessor(source)
 
     def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch.to(self.device, memory_format=torch.channels_last if self.fast else torch.contiguous_format)
-
-    # On a CPU, chunks of 4 images through a frozen TorchScript graph (BatchNorm folded into the
-    # convolutions, oneDNN layouts) run Lite0 at 63 img/s on 2 cores, against 27 img/s for one eager
-    # batch of 32: four images' activations stay in the cache. Logits differ by ~1e-5.
-    CPU_CHUNK = 4
-
-    def _cpu_graph(self, example: torch.Tensor):
-        with self._graph_lock:
-            if self._graph is None:
-                try:  # TorchScript is deprecated in favour of torch.compile, which takes minutes to compile here
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", FutureWarning)
-                        traced = torch.jit.trace(self.model, example)
-                    self._graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-                except Exception as e:  # some architectures do not trace; eager mode is always correct
-                    warnings.warn(f"{self.config.get('architecture')}: no TorchScript fast path ({e}); using eager mode")
-                    self._graph = False
-            return self._graph or self.model
+        return batch.to(self.device, memory_format=torch.channels_last)
 
     @torch.inference_mode()
+    def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw logits N x K, pooled pre-logit features N x D), float32 on the CPU, for a normalised batch NxCxHxW.
+
+        features = model.forward_head(model.forward_features(x), pre_logits=True); logits = classifier(features).
+        """
+        engine = self.engine
+        if engine is not None:
+            parts = [engine.run(chunk) for chunk in batch.split(self.ENGINE_BATCH)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        with self.autocast():
+            features = self.model.forward_head(self.model.forward_features(self._to_device(batch)), pre_logits=True)
+            logits = self.model.get_classifier()(features)
+        return logits.float().cpu(), features.float().cpu()
+
+    def softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities from raw logits: the one place where logits become probabilities."""
+        return logits.float().softmax(-1)
+
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Softmax over artists for a normalised batch NxCxHxW (float32 on CPU)."""
-        batch = self._to_device(batch)
-        if self.device.type == "cpu" and self.fast and not self.bf16:
-            model = self._cpu_graph(batch[: self.CPU_CHUNK])
-            logits = torch.cat([model(chunk) for chunk in batch.split(self.CPU_CHUNK)])
-        else:
-            with self.autocast():
-                logits = self.model(batch)
-        return logits.float().softmax(-1).cpu()
+        return self.softmax(self.logits_and_features(batch)[0])
 
     def to_prediction(self, probs: torch.Tensor, box: Box | None = None, k: int = 5) -> Prediction:
         top = probs.topk(min(k, len(self.labels)))
@@ -196,10 +216,15 @@ class Predictor:
         """Predictions and Grad-CAMs for a preprocessed batch, from one forward (and a backward through the head)."""
         from tim.gradcam import cam_on_picture, overlay
 
-        with self.autocast():
-            logits, cams = self.explainer(self._to_device(batch))
+        engine = self.engine
+        if engine is not None and self.explainer.reads_features:  # the forward in the engine, the head in PyTorch
+            [feature_map] = engine.run(batch, ("feature_map",))
+            logits, cams = self.explainer(batch, feature_map)
+        else:
+            with self.autocast():
+                logits, cams = self.explainer(self._to_device(batch))
         out = []
-        for probs, cam, box, original in zip(logits.softmax(-1), cams, boxes, originals):
+        for probs, cam, box, original in zip(self.softmax(logits), cams, boxes, originals):
             picture = original
             if max(picture.size) > display_side:
                 picture = original.copy()
