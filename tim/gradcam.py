@@ -99,7 +99,14 @@ class CamExplainer:
         self._owner: int | None = None  # thread running a CAM call; the gate is shut for everyone else
         self._tap = torch.nn.Identity()  # the library hooks this, so plain forwards never reach its hooks
         self._gate = self.layer.register_forward_hook(self._route)
+        self._features: torch.Tensor | None = None  # the classifier's input, kept during a CAM call
+        self._keep = model.get_classifier().register_forward_pre_hook(self._keep_features)
         self._cam = GradCAM(model=model, target_layers=[self._tap])
+
+    def _keep_features(self, _module, inputs):
+        """During a CAM call, keep the pooled features the classifier reads (the unknown-artist score needs them)."""
+        if self._owner == threading.get_ident():
+            self._features = inputs[0].detach().float().cpu()
 
     def _route(self, _module, _inputs, output):
         """During a CAM call, restart the graph at the target's output so backward stops there."""
@@ -108,23 +115,29 @@ class CamExplainer:
         leaf = output.detach().float().requires_grad_()
         return self._tap(leaf.clone())  # clone: a later in-place op may not touch the leaf
 
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        """(logits NxK float32 on CPU, CAMs NxHxW in [0, 1] at the input's size) from one forward + head backward."""
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """(logits NxK, pooled features NxD, both float32 on CPU, CAMs NxHxW in [0, 1] at the input's size).
+
+        All from one forward + a backward through the head.
+        """
         with self._lock:
             self._owner = threading.get_ident()
             try:
                 with torch.inference_mode(False), torch.enable_grad():  # even when called under inference_mode
                     cams = self._cam(batch, targets=[_top_class] * len(batch))
                 logits = self._cam.outputs.detach().float().cpu()
+                features = self._features
             finally:
                 self._owner = None
+                self._features = None
                 self._cam.outputs = None  # drop the graph and the stored maps now, not at the next call
                 self._cam.activations_and_grads.clear()
-        return logits, cams
+        return logits, features, cams
 
     def close(self) -> None:
         """Remove every hook this explainer added (the model is left frozen)."""
         self._gate.remove()
+        self._keep.remove()
         self._cam.activations_and_grads.release()
 
 

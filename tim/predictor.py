@@ -10,6 +10,7 @@ import contextlib
 import threading
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -43,6 +44,29 @@ class Prediction:
     top: list[tuple[str, float]]  # top-k (artist, probability), best first
     box: Box | None = None  # where the picture sits in the square the model saw
     extras: dict = field(default_factory=dict)
+    known: bool = True  # False: not one of the artists this model knows (`artist` is then only the closest)
+    unknown_score: float | None = None  # higher = less like any artist the model knows
+
+
+@dataclass
+class Answers:
+    """A batch's answers: calibrated probabilities N x K, unknown-artist scores N, known N (bool)."""
+
+    probabilities: torch.Tensor
+    unknown_score: torch.Tensor
+    known: torch.Tensor
+
+
+class LogitsAndFeatures(torch.nn.Module):
+    """model -> (logits, pooled features), the features being the classifier's input."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        features = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return self.model.get_classifier()(features), features
 
 
 @dataclass
@@ -78,7 +102,12 @@ class Preprocessor:
 class Predictor:
     """A loaded model plus the preprocessing its checkpoint config prescribes."""
 
-    def __init__(self, model: torch.nn.Module, config: dict, device: str | torch.device = "cpu", fast: bool = True):
+    def __init__(self, model: torch.nn.Module, config: dict, device: str | torch.device = "cpu", fast: bool = True,
+                 folder: str | Path | None = None):
+        """folder: the checkpoint folder, where the unknown-artist statistics (unknown.safetensors) are read."""
+        from tim.calibration import Calibration
+        from tim.openset import UnknownDetector
+
         self.config = config
         self.labels: list[str] = list(config["label_names"])
         pre = config["tim"]["preprocessing"]
@@ -88,6 +117,8 @@ class Predictor:
                                          tuple(pre.get("pad_color", (0, 0, 0))), self.transform)
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
+        self.calibration = Calibration.from_config(config)  # None: plain softmax
+        self.unknown = UnknownDetector.from_checkpoint(config, folder)  # None: every answer is "known"
         # channels_last: 1.8x faster for Lite0 on a 2-core AVX2 CPU; bf16 autocast only where the
         # hardware has bf16 units (it is 7x *slower* on CPUs without them)
         self.fast = fast
@@ -102,10 +133,10 @@ class Predictor:
     @classmethod
     def load(cls, ref: str, **kwargs) -> "Predictor":
         """From a local checkpoint folder or a Hub repo id (see tim.hub.resolve)."""
-        from tim.hub import load_model  # Hub layer resolves references, checks safetensors
+        from tim.hub import load_model, resolve  # Hub layer resolves references, checks safetensors
 
         model, config = load_model(ref)
-        return cls(model, config, **kwargs)
+        return cls(model, config, folder=resolve(ref), **kwargs)
 
     def autocast(self):
         if not self.bf16:
@@ -130,29 +161,67 @@ class Predictor:
                 try:  # TorchScript is deprecated in favour of torch.compile, which takes minutes to compile here
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", FutureWarning)
-                        traced = torch.jit.trace(self.model, example)
+                        traced = torch.jit.trace(LogitsAndFeatures(self.model), example)
                     self._graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
                 except Exception as e:  # some architectures do not trace; eager mode is always correct
                     warnings.warn(f"{self.config.get('architecture')}: no TorchScript fast path ({e}); using eager mode")
                     self._graph = False
-            return self._graph or self.model
+            return self._graph or LogitsAndFeatures(self.model)
 
     @torch.inference_mode()
-    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Softmax over artists for a normalised batch NxCxHxW (float32 on CPU)."""
+    def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits N x K, pooled features N x D), float32 on the CPU, for a normalised batch NxCxHxW.
+
+        features = model.forward_head(model.forward_features(x), pre_logits=True), the classifier's input;
+        logits = model.get_classifier()(features).
+        """
         batch = self._to_device(batch)
         if self.device.type == "cpu" and self.fast and not self.bf16:
             model = self._cpu_graph(batch[: self.CPU_CHUNK])
-            logits = torch.cat([model(chunk) for chunk in batch.split(self.CPU_CHUNK)])
+            outputs = [model(chunk) for chunk in batch.split(self.CPU_CHUNK)]
+            logits, features = torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
         else:
             with self.autocast():
-                logits = self.model(batch)
-        return logits.float().softmax(-1).cpu()
+                logits, features = LogitsAndFeatures(self.model)(batch)
+        return logits.float().cpu(), features.float().cpu()
 
-    def to_prediction(self, probs: torch.Tensor, box: Box | None = None, k: int = 5) -> Prediction:
+    def answer(self, logits: torch.Tensor, features: torch.Tensor) -> Answers:
+        """The model's answer from its raw outputs: calibrated probabilities, unknown-artist score, known or not.
+
+        The one place where calibration (config tim.calibration) and the unknown-artist decision
+        (tim.unknown + unknown.safetensors) are applied; a checkpoint without them answers as before
+        (plain softmax, every picture "known", unknown_score = 1 - top probability).
+        """
+        from tim.calibration import calibrated_probabilities
+
+        logits, features = logits.float(), features.float()
+        probs = calibrated_probabilities(logits, self.calibration)
+        if self.unknown is None:
+            score = 1.0 - probs.max(-1).values
+            known = torch.ones(len(logits), dtype=torch.bool)
+        else:
+            score = self.unknown.score(logits, features, probs)
+            known = score <= self.unknown.threshold
+        return Answers(probs, score, known)
+
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities over the artists for a normalised batch NxCxHxW (float32 on CPU)."""
+        return self.answer(*self.logits_and_features(batch)).probabilities
+
+    def answers(self, batch: torch.Tensor) -> Answers:
+        """`answer` for a normalised batch."""
+        return self.answer(*self.logits_and_features(batch))
+
+    def to_prediction(self, probs: torch.Tensor, box: Box | None = None, k: int = 5, known: bool = True,
+                      unknown_score: float | None = None) -> Prediction:
         top = probs.topk(min(k, len(self.labels)))
         pairs = [(self.labels[i], float(p)) for p, i in zip(top.values, top.indices)]
-        return Prediction(pairs[0][0], pairs[0][1], pairs, box)
+        return Prediction(pairs[0][0], pairs[0][1], pairs, box, known=bool(known),
+                          unknown_score=None if unknown_score is None else float(unknown_score))
+
+    def to_predictions(self, answers: Answers, boxes: list, k: int = 5) -> list[Prediction]:
+        return [self.to_prediction(p, box, k, known, score) for p, score, known, box
+                in zip(answers.probabilities, answers.unknown_score, answers.known, boxes)]
 
     def _readable_batches(self, sources: list[ImageSource], batch_size: int, results: list):
         """Yield (slots, tensor batch, boxes, originals) of the readable sources; record an ImageError for the rest."""
@@ -175,8 +244,8 @@ class Predictor:
         """A Prediction per source, or the ImageError that says why that one could not be read."""
         results: list[Prediction | ImageError] = [None] * len(sources)  # type: ignore[list-item]
         for slots, batch, boxes, _ in self._readable_batches(sources, batch_size, results):
-            for i, p, box in zip(slots, self.probabilities(batch), boxes):
-                results[i] = self.to_prediction(p, box, k)
+            for i, prediction in zip(slots, self.to_predictions(self.answers(batch), boxes, k)):
+                results[i] = prediction
         return results
 
     @property
@@ -197,15 +266,16 @@ class Predictor:
         from tim.gradcam import cam_on_picture, overlay
 
         with self.autocast():
-            logits, cams = self.explainer(self._to_device(batch))
+            logits, features, cams = self.explainer(self._to_device(batch))
         out = []
-        for probs, cam, box, original in zip(logits.softmax(-1), cams, boxes, originals):
+        predictions = self.to_predictions(self.answer(logits, features), boxes, k)
+        for prediction, cam, box, original in zip(predictions, cams, boxes, originals):
             picture = original
             if max(picture.size) > display_side:
                 picture = original.copy()
                 picture.thumbnail((display_side, display_side), Image.Resampling.BICUBIC)
             heat = cam_on_picture(cam, box, picture.size)
-            out.append(Explanation(self.to_prediction(probs, box, k), picture, heat, overlay(picture, heat)))
+            out.append(Explanation(prediction, picture, heat, overlay(picture, heat)))
         return out
 
     def explain(self, sources: list[ImageSource], k: int = 5, batch_size: int = 8) -> list[Explanation | ImageError]:
