@@ -40,8 +40,9 @@ def test_fallback_finds_the_last_feature_map_before_pooling():
     assert last_feature_map(model, 64) is model[3]
     assert target_layer(model, 64) is model[3]  # not in the registry: traced
     explainer = CamExplainer(model, image_size=64)
-    logits, cams = explainer(torch.randn(2, 3, 64, 64))
-    assert logits.shape == (2, 4) and cams.shape == (2, 64, 64)
+    logits, features, cams = explainer(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 4) and features.shape == (2, 16) and cams.shape == (2, 64, 64)
+    assert torch.allclose(model[-1](features), logits, atol=1e-5)  # the classifier's input, from the same forward
 
 
 def test_a_model_without_feature_maps_gets_a_clear_error():

@@ -145,6 +145,8 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
     check_split(config, prepared)
     if len(prepared.splits["validation"]) == 0:
         raise EvaluationError(f"the validation split of {data_cfg.source} is empty; calibration is fitted on it.")
+    if unknown:  # read and checked before any model time is spent
+        images, artists = load_other_artists(unknown, config, predictor.labels, cache_dir)
 
     val = outputs(predictor, prepared.splits["validation"], accelerator, batch_size, num_workers, "Validation")
     calibration, cal_table = fit_best(val["logits"], val["labels"])
@@ -165,7 +167,6 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
     train = outliers = None
     unknown_info: dict = {"retention": retention}
     if unknown:
-        images, artists = load_other_artists(unknown, config, predictor.labels, cache_dir)
         fit_artists, report_artists = split_artists(artists, fit_fraction, seed)
         unknown_info.update(unknown_dir=str(unknown), fit_fraction=fit_fraction, seed=seed,
                             fit_artists=fit_artists, report_artists=report_artists)
@@ -195,7 +196,7 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
         train = outputs(predictor, prepared.splits["train"], accelerator, batch_size, num_workers, "Train")
     stats = fit_statistics(chosen, train["features"], train["labels"], None if outliers is None else
                            outliers["features"], seed) if chosen != "max-probability" else {}
-    detector = UnknownDetector(chosen, 0.0, {k: v.half().float() for k, v in stats.items()})  # as stored (fp16)
+    detector = UnknownDetector(chosen, 0.0, stats)
     known_scores = detector.score(torch.as_tensor(val["logits"]), torch.as_tensor(val["features"]),
                                   torch.as_tensor(probs)).numpy()
     detector.threshold = threshold_for(known_scores, retention)

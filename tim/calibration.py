@@ -7,6 +7,8 @@ of an image by a positive temperature, so the top-1 answer never moves:
 
 * ``temperature``: one temperature for every image, fitted by negative log-likelihood
   (Guo et al., 2017);
+* ``temperature-brier``: one temperature, fitted by the Brier score (a proper score that a few
+  confident mistakes sway less than the log-likelihood: steadier on a small validation split);
 * ``temperature-ece``: one temperature, fitted to minimise the expected calibration error;
 * ``adaptive``: a temperature per image, log T = a + b * m, where m is the image's
   log-odds of its top class under plain softmax. Label smoothing and class weights
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize, minimize_scalar
 
-METHODS = ("temperature", "temperature-ece", "adaptive")
+METHODS = ("temperature", "temperature-brier", "temperature-ece", "adaptive")
 BINS = 15  # equal-width confidence bins for ECE and the reliability diagram
 
 
@@ -112,28 +114,39 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
 # ---------------------------------------------------------------- fitting
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _log_temperatures(log_odds: np.ndarray, a: float, b: float, center: float) -> np.ndarray:
+    return np.clip(a + b * (log_odds - center), -5, 5)[:, None]
+
+
 def fit(logits: np.ndarray, labels: np.ndarray, method: str = "temperature") -> Calibration:
     """Fit one calibration method on (logits N x K, labels N)."""
-    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     if method not in METHODS:
         raise ValueError(f"calibration method {method!r} is not one of {METHODS}")
-
-    def nll_of(cal: Calibration) -> float:
-        return float(torch.nn.functional.cross_entropy(z / cal.temperatures(z), y))
-
-    if method == "temperature-ece":
-        res = minimize_scalar(lambda lt: ece(Calibration(method, float(np.exp(lt))).probabilities(z).numpy(), y.numpy()),
-                              bounds=(-3, 3), method="bounded")
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels)
+    rows = np.arange(len(y))
+    onehot = np.eye(z.shape[1])[y]
+    objectives = {
+        "nll": lambda p: -np.mean(np.log(np.clip(p[rows, y], 1e-12, 1))),
+        "brier": lambda p: float(((p - onehot) ** 2).sum(1).mean()),
+        "ece": lambda p: ece(p, y),
+    }
+    objective = objectives[{"temperature-brier": "brier", "temperature-ece": "ece"}.get(method, "nll")]
+    res = minimize_scalar(lambda lt: objective(_softmax(z / np.exp(lt))), bounds=(-3, 3), method="bounded",
+                          options={"xatol": 1e-4})
+    if method != "adaptive":
         return Calibration(method, float(np.exp(res.x)))
-    start = minimize_scalar(lambda lt: nll_of(Calibration("temperature", float(np.exp(lt)))), bounds=(-3, 3),
-                            method="bounded")
-    if method == "temperature":
-        return Calibration(method, float(np.exp(start.x)))
-    center = float(top_log_odds(z).mean())
-    res = minimize(lambda ab: nll_of(Calibration(method, float(np.exp(ab[0])), float(ab[1]), center)),
-                   x0=[start.x, 0.0], method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
-    return Calibration(method, float(np.exp(res.x[0])), float(res.x[1]), center)
+    log_odds = top_log_odds(torch.as_tensor(z)).numpy()
+    center = float(log_odds.mean())
+    fitted = minimize(lambda ab: objective(_softmax(z / np.exp(_log_temperatures(log_odds, ab[0], ab[1], center)))),
+                      x0=[res.x, 0.0], method="L-BFGS-B")
+    return Calibration(method, float(np.exp(fitted.x[0])), float(fitted.x[1]), center)
 
 
 def cross_validated_ece(logits: np.ndarray, labels: np.ndarray, method: str, folds: int = 5, seed: int = 0) -> float:

@@ -63,8 +63,7 @@ class UnknownDetector:
     def save(self, folder: Path) -> dict:
         """Write the statistics (if any) into `folder`; return the config block to store as tim.unknown."""
         if self.tensors:
-            save_file({k: v.contiguous().to(torch.float16 if v.is_floating_point() else v.dtype)
-                       for k, v in self.tensors.items()}, str(Path(folder) / UNKNOWN_NAME))
+            save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(Path(folder) / UNKNOWN_NAME))
         return self.to_config()
 
     @classmethod
@@ -153,19 +152,33 @@ def fit_statistics(score: str, train_features: np.ndarray, train_labels: np.ndar
 
 
 def fit_outlier_head(known: np.ndarray, labels: np.ndarray, outliers: np.ndarray, seed: int = 0,
-                     c: float = 0.1) -> dict[str, torch.Tensor]:
-    """Logistic regression with K+1 classes (the last = "unknown") on standardised features, class-balanced."""
-    from sklearn.linear_model import LogisticRegression
+                     weight_decay: float = 0.01) -> dict[str, torch.Tensor]:
+    """Logistic regression with K+1 classes (the last = "unknown") on standardised features, class-balanced.
 
+    Full-batch L-BFGS on the mean weighted cross-entropy + weight_decay * |W|^2 (a few seconds for
+    thousands of 1280-d features; weight_decay 0.01 measured best of 1e-4..1e-2 on the bundled model).
+    """
     k = int(labels.max()) + 1
     x = np.concatenate([known, outliers])
-    y = np.concatenate([labels, np.full(len(outliers), k)])
+    y = torch.as_tensor(np.concatenate([labels, np.full(len(outliers), k)]), dtype=torch.long)
     mean, scale = x.mean(0), x.std(0) + 1e-6
-    head = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)
-    head.fit((x - mean) / scale, y)
+    z = torch.as_tensor((x - mean) / scale, dtype=torch.float32)
+    counts = torch.bincount(y, minlength=k + 1).float().clamp(min=1)
+    weight = len(y) / ((k + 1) * counts)
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(z.shape[1], k + 1)
+    opt = torch.optim.LBFGS(head.parameters(), max_iter=500, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(z), y, weight=weight) + weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
     return {"mean": torch.tensor(mean, dtype=torch.float32), "scale": torch.tensor(scale, dtype=torch.float32),
-            "coef": torch.tensor(head.coef_, dtype=torch.float32),
-            "intercept": torch.tensor(head.intercept_, dtype=torch.float32)}
+            "coef": head.weight.detach().clone(), "intercept": head.bias.detach().clone()}
 
 
 def threshold_for(known_scores: np.ndarray, retention: float) -> float:
