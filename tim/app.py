@@ -20,7 +20,6 @@ import gradio as gr
 
 from tim.catalog import ModelCatalog
 from tim.examples import example_images
-from tim.images import ImageError
 from tim.plots import display_name
 from tim.predictor import Explanation, Prediction
 

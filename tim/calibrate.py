@@ -30,16 +30,14 @@ import torch
 from accelerate import Accelerator
 
 from tim.calibration import Calibration, calibrated_probabilities, ece, fit_best
-from tim.checkpoint import CONFIG_NAME, EVAL_RESULTS_NAME, UNKNOWN_NAME, CheckpointError, load_checkpoint, \
-    read_config, replace_folder
-from tim.data import DataConfig, DataError, prepare_data, prepare_source
+from tim.checkpoint import CONFIG_NAME, UNKNOWN_NAME, CheckpointError, load_checkpoint, read_config, replace_folder
+from tim.data import DataError, prepare_data, prepare_source
 from tim.evaluation import EvaluationError, IndexedSplit, check_artists, data_config_for, split_outputs
 from tim.openset import (
     NEEDS_OUTLIERS,
     SCORES,
     OpenSetError,
     UnknownDetector,
-    auroc,
     candidate_scores,
     fit_statistics,
     open_set_report,
@@ -110,8 +108,9 @@ def choose_unknown_score(val: dict, train: dict | None, outliers: dict | None, r
     """The candidate with the best AUROC on validation vs the fit part of the other artists; and the table."""
     if outliers is None or train is None:
         return "max-probability", []
+    train = {**train, "probs": torch.as_tensor(train["logits"]).softmax(-1).numpy()}
     names = [c for c in candidates if c in SCORES]
-    scores = candidate_scores(names, None, train, val, {**outliers, "artists": outliers["labels"]}, seed)
+    scores = candidate_scores(names, train, val, {**outliers, "artists": outliers["labels"]}, seed)
     table = []
     for name, (known_scores, outlier_scores) in scores.items():
         threshold = threshold_for(known_scores, retention)

@@ -23,7 +23,6 @@ them answers as before: every picture gets one of its artists.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,35 +235,37 @@ def artist_folds(artist_ids: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return np.array([fold_of[a] for a in artist_ids])
 
 
-def candidate_scores(names, calibrated_probs, train, known, outliers, seed: int = 0, folds: int = 2):
+def candidate_scores(names, train: dict, known: dict, outliers: dict, seed: int = 0, folds: int = 2) -> dict:
     """Scores of the known (validation) and outlier images for each candidate, honestly out of sample.
 
-    train / known / outliers: dicts with "features" (and "labels"/"artists"). Heads trained on
-    outliers are cross-fitted by artist: an outlier painting is scored by a head that never saw its artist.
+    train / known / outliers: dicts with "features" and "probs" (calibrated), train with "labels",
+    outliers with "artists". Heads trained on outliers are cross-fitted by artist: an outlier painting
+    is scored by a head that never saw its artist; the known images by the head fitted on every outlier.
     Returns {name: (known_scores, outlier_scores)}.
     """
+    fold = artist_folds(outliers["artists"], folds, seed)
+    heads: dict = {}  # one outlier-exposure head per fold (and "all"), shared by the scores that use it
+
+    def statistics(name, part):
+        if name not in NEEDS_OUTLIERS:
+            return heads.setdefault(name, fit_statistics(name, train["features"], train["labels"]))
+        if part not in heads:
+            chosen = outliers["features"] if part == "all" else outliers["features"][fold != part]
+            heads[part] = fit_statistics(name, train["features"], train["labels"], chosen, seed)
+        return heads[part]
+
+    def score(name, stats, data, mask=slice(None)):
+        return SCORE_FUNCTIONS[name](stats, None, torch.from_numpy(data["features"][mask]).float(),
+                                     torch.from_numpy(data["probs"][mask]).float()).numpy()
+
     out = {}
     for name in names:
-        fn = SCORE_FUNCTIONS[name]
         if name in NEEDS_OUTLIERS:
-            fold = artist_folds(outliers["artists"], folds, seed)
             outlier_scores = np.zeros(len(fold))
             for k in range(folds):
-                stats = fit_statistics(name, train["features"], train["labels"], outliers["features"][fold != k], seed)
-                t = torch.from_numpy(outliers["features"][fold == k]).float()
-                p = torch.from_numpy(outliers["probs"][fold == k]).float()
-                outlier_scores[fold == k] = fn(stats, None, t, p).numpy()
+                outlier_scores[fold == k] = score(name, statistics(name, k), outliers, fold == k)
+            out[name] = (score(name, statistics(name, "all"), known), outlier_scores)
         else:
-            stats = fit_statistics(name, train["features"], train["labels"])
-            outlier_scores = fn(stats, None, torch.from_numpy(outliers["features"]).float(),
-                                torch.from_numpy(outliers["probs"]).float()).numpy()
-        if name in NEEDS_OUTLIERS:  # the known images are scored by the head fitted on every outlier
-            stats = fit_statistics(name, train["features"], train["labels"], outliers["features"], seed)
-        known_scores = fn(stats, None, torch.from_numpy(known["features"]).float(),
-                          torch.from_numpy(known["probs"]).float()).numpy()
-        out[name] = (known_scores, outlier_scores)
+            stats = statistics(name, None)
+            out[name] = (score(name, stats, known), score(name, stats, outliers))
     return out
-
-
-def with_statistics(detector: UnknownDetector, **info) -> UnknownDetector:
-    return dataclasses.replace(detector, info={**detector.info, **info})
