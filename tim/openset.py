@@ -89,8 +89,10 @@ def _max_probability(t, logits, features, probs):
 
 
 def _mahalanobis(t, logits, features, probs):
-    diff = features[:, None, :] - t["class_means"][None]  # N x K x D
-    d2 = torch.einsum("nkd,de,nke->nk", diff, t["precision"], diff)
+    """min over artists of (f - mean_k)' P (f - mean_k), expanded so no N x K x D x D product is formed."""
+    means, precision = t["class_means"], t["precision"]
+    fp = features @ precision
+    d2 = (fp * features).sum(-1, keepdim=True) - 2 * fp @ means.T + ((means @ precision) * means).sum(-1)
     return d2.min(-1).values
 
 
