@@ -100,7 +100,8 @@ class CamExplainer:
         self._tap = torch.nn.Identity()  # the library hooks this, so plain forwards never reach its hooks
         self._gate = self.layer.register_forward_hook(self._route)
         self._features: torch.Tensor | None = None  # the classifier's input, kept during a CAM call
-        self._keep = model.get_classifier().register_forward_pre_hook(self._keep_features)
+        classifier = model.get_classifier() if hasattr(model, "get_classifier") else None  # timm models have one
+        self._keep = classifier.register_forward_pre_hook(self._keep_features) if classifier is not None else None
         self._cam = GradCAM(model=model, target_layers=[self._tap])
 
     def _keep_features(self, _module, inputs):
@@ -137,7 +138,8 @@ class CamExplainer:
     def close(self) -> None:
         """Remove every hook this explainer added (the model is left frozen)."""
         self._gate.remove()
-        self._keep.remove()
+        if self._keep is not None:
+            self._keep.remove()
         self._cam.activations_and_grads.release()
 
 
