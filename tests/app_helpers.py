@@ -15,10 +15,14 @@ ARTISTS = ["Monet", "Van Gogh", "Rembrandt", "Mondrian", "Hokusai"]
 
 
 def make_checkpoint(folder: Path, arch: str = "test_efficientnet", image_size: int = 96, seed: int = 0,
-                    metrics: dict | None = None) -> Path:
+                    metrics: dict | None = None, rejects_all: bool = False) -> Path:
+    """rejects_all: with a calibration and an unknown-artist threshold that calls every picture unknown."""
     torch.manual_seed(seed)
     model = timm.create_model(arch, num_classes=len(ARTISTS))
-    extra = {"metrics": metrics} if metrics else None
+    extra = {"metrics": metrics} if metrics else {}
+    if rejects_all:
+        extra["calibration"] = {"method": "temperature", "temperature": 2.0}
+        extra["unknown"] = {"score": "max-probability", "threshold": -1.0, "retention": 0.95}
     return save_checkpoint(model, folder, ARTISTS,
                            {"resize_mode": "pad", "image_size": image_size, "pad_color": [0, 0, 0]}, extra)
 

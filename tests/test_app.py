@@ -99,6 +99,60 @@ def test_an_unexpected_failure_fails_only_its_own_file(tmp_path):
         "a.png: fine, but refused", "boom.png: analysis failed (RuntimeError: kaboom)", "c.png: fine, but refused"]
 
 
+def test_a_rejected_picture_says_it_is_none_of_the_artists_and_lists_the_closest(tmp_path, paintings):
+    make_checkpoint(tmp_path / "models" / "rejecting", "test_resnet", rejects_all=True)
+    app = TimApp(ModelCatalog.discover(tmp_path / "models", []))
+    _, results = app.analyze("local:rejecting", paintings[:1])
+    p = results[0].explanation.prediction
+    assert not p.known and p.artist in ARTISTS
+    text = app._answer_markdown(p, 5)
+    assert text.startswith("**Not one of the 5 artists this model knows**") and "closest: " in text
+    assert app.table(results)[0][5] == 0 and app.table(results)[0][1] == p.artist
+
+
+def test_artists_are_shown_as_people_write_them():
+    from tim.app import headline
+    from tim.predictor import Prediction
+
+    p = Prediction("Peter_Paul_Rubens", 0.8, [("Peter_Paul_Rubens", 0.8), ("Pierre-Auguste_Renoir", 0.1)])
+    assert headline(p, 15) == "Peter Paul Rubens"
+    assert TimApp._answer_markdown(p, 15).startswith("**Peter Paul Rubens**, 80.0% confidence")
+    r = TimApp.table([type("R", (), {"name": "x.jpg", "explanation": type("E", (), {"prediction": p})(),
+                                     "error": None})()])[0]
+    assert r[1] == "Peter Paul Rubens" and r[3].startswith("Peter Paul Rubens: 0.800; Pierre-Auguste Renoir")
+
+
+def test_every_model_answers_each_painting_side_by_side(tmp_path, paintings):
+    root = tmp_path / "models"
+    make_checkpoint(root / "a-effnet", "test_efficientnet")
+    make_checkpoint(root / "b-rejecting", "test_resnet", rejects_all=True)
+    make_checkpoint(root / "c-resnet", "test_resnet", seed=3)
+    catalog = ModelCatalog([ModelEntry.from_folder(p, "local") for p in sorted(root.iterdir())], max_loaded=1)
+    loads = []
+    load = catalog._load
+    catalog._load = lambda ref: loads.append(ref) or load(ref)
+    app = TimApp(catalog)
+    status, comparisons = app.analyze_all(paintings)
+    assert "with 3 models" in status and [c.name for c in comparisons] == ["painting0.jpg", "painting1.jpg"]
+    for c in comparisons:
+        assert [model for model, _ in c.answers] == ["a-effnet", "b-rejecting", "c-resnet"]
+        assert all(r.explanation is not None and r.explanation.overlay.ndim == 3 for _, r in c.answers)
+        assert c.picture is not None
+    assert len(loads) == 3 and sum(catalog.is_loaded(k) for k in catalog.entries) == 1  # the LRU bound holds
+    rows = app.all_table(comparisons)
+    assert len(rows) == 6 and rows[1][:2] == ["painting0.jpg", "b-rejecting"]
+    assert rows[1][2] == "Not one of the 5 artists this model knows" and rows[1][5] == 0 and rows[1][3] in ARTISTS
+    assert rows[0][2] in ARTISTS and rows[0][5] == 1 and 0 < rows[0][4] <= 1
+
+
+def test_every_model_view_reports_a_model_that_fails_and_still_shows_the_others(app, paintings):
+    status, comparisons = app.analyze_all(paintings[:1])
+    answers = dict(comparisons[0].answers)
+    assert "Could not load: zz-broken" in status
+    assert answers["zz-broken"].explanation is None and "could not be loaded" in answers["zz-broken"].error
+    assert answers["effnet"].explanation is not None and answers["resnet"].explanation is not None
+
+
 def test_only_configured_models_can_be_chosen(models_dir, paintings):
     loaded = []
     catalog = ModelCatalog.discover(models_dir, [])
@@ -166,13 +220,17 @@ def test_the_running_app_over_http(app, paintings, tmp_path):
         status, table, about = client.predict(
             "local:effnet", [handle_file(str(p)) for p in (paintings[0], corrupt, paintings[1])], api_name="/analyze")
         rows = table["data"]
-        assert table["headers"] == ["file", "artist", "confidence", "top-5", "error"]
+        assert table["headers"] == ["file", "artist", "confidence", "top-5", "error", "known"]
         assert [r[0] for r in rows] == ["painting0.jpg", "corrupt.png", "painting1.jpg"]
         assert sum(r[4] == "" for r in rows) == 2 and rows[1][4].startswith("corrupt.png:")
         assert all(r[1] in ARTISTS for r in (rows[0], rows[2]))
         assert "Analysed 2 of 3" in status and "effnet" in about
         with pytest.raises(Exception, match="not in the list of choices"):
             client.predict("../etc/passwd", [handle_file(str(paintings[0]))], api_name="/analyze")
+        status, table = client.predict([handle_file(str(paintings[0]))], api_name="/analyze_all")
+        assert table["headers"] == ["file", "model", "answer", "closest artist", "confidence", "known", "error"]
+        names = [r[1] for r in table["data"]]  # the bundled model(s) first, then the models directory
+        assert names[-3:] == ["effnet", "resnet", "zz-broken"] and f"with {len(names)} models" in status
     finally:
         demo.close()
 

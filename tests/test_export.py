@@ -43,3 +43,22 @@ def test_a_copy_that_disagrees_is_refused_and_not_written(checkpoint, tmp_path):
     with pytest.raises(ExportError, match="agrees with"):
         export_checkpoint(str(checkpoint), out, min_agreement=1.01)
     assert not out.exists()
+
+
+def test_the_copy_keeps_the_calibration_and_the_unknown_artist_statistics(checkpoint, tmp_path):
+    from tim.calibrate import write_into_checkpoint
+    from tim.calibration import Calibration
+    from tim.openset import UnknownDetector
+    from tim.predictor import Predictor
+
+    width = timm.create_model("test_resnet").num_features
+    stats = {"class_means": torch.randn(3, width), "precision": torch.eye(width)}
+    write_into_checkpoint(checkpoint, Calibration("temperature-brier", 0.8),
+                          UnknownDetector("mahalanobis", 3.5, stats, {"retention": 0.9}))
+    out = tmp_path / "bundled"
+    export_checkpoint(str(checkpoint), out)
+    copy = Predictor.load(str(out))
+    assert copy.calibration == Calibration("temperature-brier", 0.8)
+    assert copy.unknown.score_name == "mahalanobis" and copy.unknown.threshold == 3.5
+    assert torch.equal(copy.unknown.tensors["class_means"], stats["class_means"])
+    assert "calibrated" in (out / "README.md").read_text()

@@ -41,8 +41,9 @@ def test_fallback_finds_the_last_feature_map_before_pooling():
     assert last_feature_map(model, 64) is model[3]
     assert target_layer(model, 64) is model[3]  # not in the registry: traced
     explainer = CamExplainer(model, image_size=64)
-    logits, cams = explainer(torch.randn(2, 3, 64, 64))
+    logits, features, cams = explainer(torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 4) and cams.shape == (2, 64, 64)
+    assert features is None  # not a timm model: no get_classifier() to read the pooled features at
 
 
 def test_a_model_without_feature_maps_gets_a_clear_error():
@@ -80,10 +81,10 @@ def test_explanation_has_the_originals_shape_and_hides_the_bars(predictors, monk
     real_call = type(explainer).__call__
 
     def bars_hot(self, batch, *feature_map):
-        logits, cams = real_call(self, batch, *feature_map)
+        logits, features, cams = real_call(self, batch, *feature_map)
         cams[:] = 1.0
         cams[:, box.top : box.top + box.height, box.left : box.left + box.width] = 0.0
-        return logits, cams
+        return logits, features, cams
 
     monkeypatch.setattr(type(explainer), "__call__", bars_hot)
     [explanation] = predictor.explain([jpeg_bytes(picture(400, 100))])

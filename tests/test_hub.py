@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx2
+import numpy as np
 import pytest
 import timm
 import torch
@@ -210,6 +211,37 @@ def test_push_uploads_exactly_the_checkpoint_card_and_results_and_timm_loads_it_
     loaded, config = load_model(REPO)
     assert config["label_names"] == ARTISTS
     assert torch.allclose(logits(loaded), logits(model))
+
+
+def test_calibration_and_unknown_statistics_round_trip_through_push_and_the_hub_cache(tmp_path, monkeypatch):
+    from tim.calibrate import write_into_checkpoint
+    from tim.calibration import Calibration
+    from tim.openset import UnknownDetector, fit_outlier_head
+    from tim.predictor import Predictor
+
+    folder, _ = make_checkpoint(tmp_path / "best")
+    rng = np.random.default_rng(0)
+    width = timm.create_model("test_resnet").num_features
+    features = rng.normal(size=(40, width)).astype(np.float32)
+    stats = fit_outlier_head(features[:30], np.arange(30) % 3, features[30:] + 2)
+    write_into_checkpoint(folder, Calibration("temperature", 1.7),
+                          UnknownDetector("outlier-exposure", 0.42, stats, {"retention": 0.95}))
+    local = Predictor.load(str(folder))
+    hub = install(monkeypatch, FakeHub())
+
+    push_checkpoint(folder, REPO)
+
+    uploaded = hub.repos[(REPO, "main")]
+    assert "unknown.safetensors" in uploaded and "eval_results.json" in uploaded
+    put_in_hub_cache(REPO, uploaded)
+    pulled = Predictor.load(REPO)
+    assert pulled.calibration == local.calibration and pulled.unknown.threshold == 0.42
+    assert all(torch.equal(pulled.unknown.tensors[k], local.unknown.tensors[k]) for k in stats)
+    torch.manual_seed(2)
+    x = torch.randn(3, 3, 64, 64)
+    a, b = local.answers(x), pulled.answers(x)
+    assert torch.allclose(a.probabilities, b.probabilities) and torch.allclose(a.unknown_score, b.unknown_score)
+    assert "Confidence is calibrated" in (folder / "README.md").read_text()
 
 
 def test_card_front_matter_parses_and_model_index_holds_the_test_metrics_with_intervals(tmp_path, monkeypatch):
@@ -507,6 +539,7 @@ def test_hub_file_patterns_never_select_pickles():
     selected = sorted(filter_repo_objects(repo_files, allow_patterns=HUB_FILES))
 
     assert selected == ["README.md", "config.json", "confusion_matrix.png", "eval_results.json", "model.safetensors"]
+    assert filter_repo_objects(["unknown.safetensors"], allow_patterns=HUB_FILES)  # the unknown-artist statistics
 
 
 def test_tim_cli_parses_the_hub_commands():

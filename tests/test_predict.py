@@ -55,7 +55,7 @@ def test_rows_for_files_and_folders_with_errors(checkpoint, folder, tmp_path):
     assert run_cli([str(folder), str(loose), str(tmp_path / "missing.jpg"), "--model", str(checkpoint),
                     "--out", str(out), "--batch-size", "2", "--workers", "2"]) == 0
     rows = read(out)
-    assert list(rows[0]) == ["path", "artist", "confidence", "top5", "error"]
+    assert list(rows[0]) == ["path", "artist", "confidence", "top5", "error", "known", "unknown_score"]
     names = [Path(r["path"]).name for r in rows]
     assert names == ["a.jpg", "b.png", "broken.jpg", "c.JPEG", "loose.webp", "missing.jpg"]  # sorted per folder
     by_name = dict(zip(names, rows))
@@ -76,6 +76,18 @@ def test_predictions_match_the_predictor(checkpoint, folder, tmp_path):
     expected = Predictor.load(str(checkpoint)).predict([r["path"] for r in rows])
     assert [r["artist"] for r in rows] == [p.artist for p in expected]
     assert [float(r["confidence"]) for r in rows] == pytest.approx([p.confidence for p in expected], abs=1e-5)
+
+
+def test_a_rejected_painting_is_marked_unknown_and_keeps_its_closest_artist(folder, tmp_path):
+    rejecting = make_checkpoint(tmp_path / "rejecting", "test_resnet", rejects_all=True)
+    out = tmp_path / "results.csv"
+    assert run_cli([str(folder), "--model", str(rejecting), "--out", str(out), "--workers", "0"]) == 0
+    good = [r for r in read(out) if not r["error"]]
+    assert len(good) == 3
+    for row in good:
+        assert row["known"] == "0" and row["artist"] in ARTISTS and float(row["unknown_score"]) > -1.0
+    calibrated = Predictor.load(str(rejecting)).predict([str(folder / "a.jpg")])[0]
+    assert float(good[0]["confidence"]) == pytest.approx(calibrated.confidence, abs=1e-5)  # the calibrated one
 
 
 def test_cam_dir_gets_one_overlay_per_good_image_at_its_shape(checkpoint, folder, tmp_path):

@@ -20,15 +20,18 @@ import gradio as gr
 
 from tim.catalog import ModelCatalog
 from tim.examples import example_images
-from tim.images import ImageError
-from tim.predictor import Explanation
+from tim.plots import display_name
+from tim.predictor import Explanation, Prediction
 
 MB = 1024 * 1024
-TABLE_HEADERS = ["file", "artist", "confidence", "top-5", "error"]
+TABLE_HEADERS = ["file", "artist", "confidence", "top-5", "error", "known"]
+ALL_HEADERS = ["file", "model", "answer", "closest artist", "confidence", "known", "error"]
 INTRO = """# Tim: who painted it?
 Upload photos of paintings (several at once), pick a model and press **Analyze**. For each picture Tim shows
-the most likely artist, its confidence, the top five, and a Grad-CAM heat map of the regions that drove the
-guess, drawn on your picture at its own shape. Everything runs on this machine."""
+the most likely artist, its calibrated confidence, the top five, and a Grad-CAM heat map of the regions that drove
+the guess, drawn on your picture at its own shape. When a painting looks like none of the artists the model knows,
+Tim says so and lists the closest ones as such. **Analyze with every model** shows each model's answer side by side.
+Everything runs on this machine."""
 
 
 @dataclass
@@ -40,8 +43,31 @@ class FileResult:
     error: str | None = None
 
 
+@dataclass
+class Comparison:
+    """One uploaded file analysed by every model: (model name, FileResult) per model, in catalog order."""
+
+    name: str
+    answers: list[tuple[str, FileResult]]
+
+    @property
+    def picture(self):
+        return next((r.explanation.picture for _, r in self.answers if r.explanation is not None), None)
+
+
 def _progress_noop(*_args, **_kwargs) -> None:
     pass
+
+
+def headline(p: Prediction, artists: int) -> str:
+    """What the model says, as a visitor reads it: the artist, or that it is none of the ones it knows."""
+    if not p.known:
+        return f"Not one of the {artists} artists this model knows"
+    return display_name(p.artist)
+
+
+def closest_text(p: Prediction, n: int = 3) -> str:
+    return "closest: " + ", ".join(f"{display_name(a)} ({c:.0%})" for a, c in p.top[:n])
 
 
 def _size(path: str) -> int:
@@ -132,6 +158,52 @@ class TimApp:
             status += f" {len(results) - good} could not be analysed (see below)."
         return status, results
 
+    def analyze_all(self, paths: list[str] | None, progress=_progress_noop) -> tuple[str, list[Comparison]]:
+        """Every offered model on the same files: (status Markdown, a Comparison per file in upload order).
+
+        Models are loaded one after the other through the catalog, so at most its `max_loaded` stay in memory.
+        """
+        keys = list(self.catalog.entries)
+        if not keys:
+            return self.describe(None), []
+        paths = [str(p) for p in (paths or [])]
+        if not paths:
+            return "Upload one or more pictures first.", []
+        comparisons = [Comparison(Path(p).name, []) for p in paths]
+        failed = []
+        for n, key in enumerate(keys):
+            progress((n, len(keys)), desc=f"Model {n + 1} of {len(keys)}: {self.catalog.entry(key).name}",
+                     unit="models")
+            status, results = self.analyze(key, paths)
+            if not results:  # the model could not be loaded: one message per file, the others carry on
+                failed.append(self.catalog.entry(key).name)
+                reason = self.catalog.errors.get(key, status)
+                results = [FileResult(c.name, error=f"model could not be loaded: {reason}") for c in comparisons]
+            for comparison, result in zip(comparisons, results):
+                comparison.answers.append((self.catalog.entry(key).name, result))
+        progress((len(keys), len(keys)), desc="Done", unit="models")
+        status = f"Analysed {len(paths)} picture{'s' * (len(paths) > 1)} with {len(keys)} models."
+        if failed:
+            status += f" ⚠️ Could not load: {', '.join(failed)}."
+        return status, comparisons
+
+    def all_table(self, comparisons: list[Comparison]) -> list[list]:
+        """One row per file and model: file, model, answer, closest artist, confidence, known, error."""
+        rows = []
+        for c in comparisons:
+            for model, r in c.answers:
+                if r.explanation is None:
+                    rows.append([c.name, model, "", "", None, None, r.error or ""])
+                    continue
+                p = r.explanation.prediction
+                rows.append([c.name, model, headline(p, self._artists(model)), display_name(p.artist),
+                             round(p.confidence, 4), int(p.known), ""])
+        return rows
+
+    def _artists(self, model_name: str) -> int:
+        entry = next((e for e in self.catalog.entries.values() if e.name == model_name), None)
+        return len(((entry.config if entry else None) or {}).get("label_names") or []) or 0
+
     @staticmethod
     def _explain_one(predictor, path: str):
         try:
@@ -141,22 +213,26 @@ class TimApp:
 
     @staticmethod
     def table(results: list[FileResult]) -> list[list]:
-        """One row per file: file, artist, confidence, top-5 ("artist: p; ..."), error."""
+        """One row per file: file, artist (the most likely known one), confidence, top-5, error, known (1/0)."""
         rows = []
         for r in results:
             if r.explanation is None:
-                rows.append([r.name, "", None, "", r.error or ""])
+                rows.append([r.name, "", None, "", r.error or "", None])
                 continue
             p = r.explanation.prediction
-            top = "; ".join(f"{a}: {c:.3f}" for a, c in p.top)
-            rows.append([r.name, p.artist, round(p.confidence, 4), top, ""])
+            top = "; ".join(f"{display_name(a)}: {c:.3f}" for a, c in p.top)
+            rows.append([r.name, display_name(p.artist), round(p.confidence, 4), top, "", int(p.known)])
         return rows
 
     # ------------------------------------------------------------ page
 
     def _on_analyze(self, key, files, progress=gr.Progress()):
         status, results = self.analyze(key, files, progress)
-        return status, self.table(results), results, self.describe(key)
+        return status, self.table(results), [("one", results, key)], self.describe(key)
+
+    def _on_analyze_all(self, files, progress=gr.Progress()):
+        status, comparisons = self.analyze_all(files, progress)
+        return status, self.all_table(comparisons), [("all", comparisons, None)]
 
     def build(self) -> gr.Blocks:
         """The gr.Blocks page: model and uploads on the left, one row per picture on the right."""
@@ -170,6 +246,7 @@ class TimApp:
                     files = gr.File(file_count="multiple", type="filepath", elem_id="tim-files",
                                     label=f"Paintings (up to {self.max_files}, {self.max_file_mb:g} MB each)")
                     analyze = gr.Button("Analyze", variant="primary", elem_id="tim-analyze")
+                    analyze_all = gr.Button("Analyze with every model", elem_id="tim-analyze-all")
                     if self.examples:
                         gr.Examples([[[str(p) for p in self.examples]]] + [[[str(p)]] for p in self.examples],
                                     inputs=[files], label="Examples: click one, then Analyze",
@@ -180,33 +257,69 @@ class TimApp:
                     results = gr.State([], time_to_live=900)  # pictures are big: a session keeps them 15 min
 
                     @gr.render(inputs=results)
-                    def show(items: list[FileResult]):
-                        for n, r in enumerate(items, 1):
-                            self._result_row(n, r)
+                    def show(items: list):
+                        for kind, payload, key in items:  # one ("one" | "all", results, model key) at a time
+                            if kind == "one":
+                                artists = len((self.catalog.entry(key).config or {}).get("label_names") or [])
+                                for n, r in enumerate(payload, 1):
+                                    self._result_row(n, r, artists)
+                            else:
+                                for n, c in enumerate(payload, 1):
+                                    self._comparison_rows(n, c)
 
                     with gr.Accordion("Table (also returned by the API)", open=False):
-                        table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str", "str", "number", "str", "str"],
+                        table = gr.Dataframe(headers=TABLE_HEADERS,
+                                             datatype=["str", "str", "number", "str", "str", "number"],
                                              interactive=False, wrap=True, elem_id="tim-table")
+                    with gr.Accordion("Every model: table (also returned by the API)", open=False):
+                        all_table = gr.Dataframe(headers=ALL_HEADERS, datatype=["str", "str", "str", "str", "number",
+                                                                                "number", "str"],
+                                                 interactive=False, wrap=True, elem_id="tim-all-table")
             model.change(self.describe, inputs=model, outputs=about, api_visibility="private")
             analyze.click(self._on_analyze, inputs=[model, files], outputs=[status, table, results, about],
                           api_name="analyze", show_progress_on=[status])
+            analyze_all.click(self._on_analyze_all, inputs=[files], outputs=[status, all_table, results],
+                              api_name="analyze_all", show_progress_on=[status])
         return demo
 
     @staticmethod
-    def _result_row(n: int, r: FileResult) -> None:
+    def _answer_markdown(p: Prediction, artists: int) -> str:
+        if p.known:
+            return f"**{_md(display_name(p.artist))}**, {p.confidence:.1%} confidence"
+        return f"**{_md(headline(p, artists))}**\n\n{_md(closest_text(p))}"
+
+    def _result_row(self, n: int, r: FileResult, artists: int) -> None:
         if r.explanation is None:
             gr.Markdown(f"#### {n}. {_md(r.name)}\n⚠️ {_md(r.error or '')}", elem_classes=["tim-error"])
             return
         p = r.explanation.prediction
         with gr.Row(equal_height=False, elem_classes=["tim-result"]):
             with gr.Column(scale=1, min_width=220):
-                gr.Markdown(f"#### {n}. {_md(r.name)}\n**{_md(p.artist)}**, {p.confidence:.1%} confidence",
-                            elem_classes=["tim-prediction"])
-                gr.Label(dict(p.top), num_top_classes=len(p.top), label="Top 5", show_heading=False)
+                gr.Markdown(f"#### {n}. {_md(r.name)}\n{self._answer_markdown(p, artists)}",
+                            elem_classes=["tim-prediction" if p.known else "tim-unknown"])
+                gr.Label({display_name(a): c for a, c in p.top}, num_top_classes=len(p.top),
+                         label="Top 5" if p.known else "Closest artists", show_heading=False)
             gr.Image(r.explanation.picture, label="Original", interactive=False, height=300, scale=1,
                      elem_classes=["tim-original"], buttons=["fullscreen"])
             gr.Image(r.explanation.overlay, label="Grad-CAM", interactive=False, height=300, scale=1,
                      elem_classes=["tim-cam"], buttons=["fullscreen"])
+
+    def _comparison_rows(self, n: int, c: Comparison) -> None:
+        """A painting, then one row per model: its answer, calibrated confidence and Grad-CAM."""
+        with gr.Row(equal_height=False, elem_classes=["tim-comparison"]):
+            gr.Markdown(f"#### {n}. {_md(c.name)}")
+            if c.picture is not None:
+                gr.Image(c.picture, label="Original", interactive=False, height=200, elem_classes=["tim-original"],
+                         buttons=["fullscreen"])
+        for model, r in c.answers:
+            with gr.Row(equal_height=False, elem_classes=["tim-model-answer"]):
+                if r.explanation is None:
+                    gr.Markdown(f"**{_md(model)}**: ⚠️ {_md(r.error or '')}", elem_classes=["tim-error"])
+                    continue
+                gr.Markdown(f"**{_md(model)}**\n\n{self._answer_markdown(r.explanation.prediction, self._artists(model))}",
+                            elem_classes=["tim-prediction"])
+                gr.Image(r.explanation.overlay, label=f"Grad-CAM ({model})", interactive=False, height=200,
+                         elem_classes=["tim-cam"], buttons=["fullscreen"])
 
     def launch(self, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
         """Queue (one analysis at a time: the CPU is the bottleneck) and serve."""

@@ -16,7 +16,16 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from tim.checkpoint import CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, CheckpointError, read_config
+from tim.checkpoint import (
+    CONFUSION_NAME,
+    CURVES_NAME,
+    EVAL_RESULTS_NAME,
+    RELIABILITY_NAME,
+    UNKNOWN_HISTOGRAM_NAME,
+    CheckpointError,
+    read_config,
+)
+from tim.plots import display_name
 
 CARD_NAME = "README.md"
 PLACEHOLDER_REPO = "USER/NAME"
@@ -77,6 +86,7 @@ def build_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCa
     sections = [
         f"# {name}\n\n{_summary(config)}",
         _metrics_section(results, tim_block, folder),
+        _honesty_section(results, tim_block, folder, len(config["label_names"])),
         _artists_section(config),
         _data_section(data, dataset_id, dataset_label, results),
         _preprocessing_section(config),
@@ -197,7 +207,7 @@ def _metrics_section(results: dict | None, tim_block: dict, folder: Path) -> str
         lines += ["", "### Per artist", "", "| artist | precision | recall | F1 | test images |", "|---|---|---|---|---|"]
         for row in per_artist:
             lines.append(
-                f"| {row['artist']} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | "
+                f"| {display_name(row['artist'])} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | "
                 f"{_fmt(row.get('f1'))} | {row.get('support', '–')} |"
             )
     for file, title in ((CONFUSION_NAME, "Confusion matrix"), (CURVES_NAME, "Training curves")):
@@ -206,10 +216,52 @@ def _metrics_section(results: dict | None, tim_block: dict, folder: Path) -> str
     return "\n".join(lines)
 
 
+def _honesty_section(results: dict | None, tim_block: dict, folder: Path, artists: int) -> str:
+    """Calibrated confidence and the unknown-artist decision: what is stored, and what `tim evaluate` measured."""
+    cal, unknown = tim_block.get("calibration"), tim_block.get("unknown")
+    lines = ["## Confidence and unknown artists", ""]
+    if cal:
+        fitted = cal.get("fitted_on") or {}
+        lines.append(f"- Confidence is calibrated (`{cal['method']}`, temperature {cal['temperature']:.3f}), fitted on "
+                     f"{fitted.get('images', '?')} {fitted.get('split', 'validation')} images by `tim calibrate`; "
+                     "the top-1 answer is never changed by it.")
+    else:
+        lines.append("- Confidence is the plain softmax: **not calibrated** (run `tim calibrate`).")
+    if unknown:
+        lines.append(f"- A picture is answered \"not one of the {artists} artists\" "
+                     f"when its unknown-artist score (`{unknown['score']}`) is above {unknown['threshold']:.4f}, "
+                     f"a threshold that keeps {unknown.get('retention', 0.95):.0%} of the validation paintings.")
+        if unknown.get("fit_artists"):
+            lines.append(f"- Fitted with paintings of {len(unknown['fit_artists'])} other artists "
+                         f"(`{unknown.get('unknown_dir')}`); {len(unknown.get('report_artists') or [])} more were "
+                         "held out for the measurement below.")
+    else:
+        lines.append("- No unknown-artist decision: every picture is named as one of the model's artists.")
+    rc = (results or {}).get("calibration")
+    if rc:
+        lines += ["", f"On the {results.get('split', 'test')} split: expected calibration error ({rc['bins']} bins) "
+                      f"**{rc['ece_before']:.3f}** before calibration, **{rc['ece_after']:.3f}** after; mean "
+                      f"confidence {rc['mean_confidence_before']:.3f} → {rc['mean_confidence_after']:.3f}."]
+    ru = (results or {}).get("unknown")
+    if ru:
+        lines += ["", f"Paintings by artists the model never saw ({ru['unknown_images']} paintings, {ru['note']}) "
+                      f"against the {ru['known_images']} {results.get('split', 'test')} paintings:", "",
+                  "| measure | value |", "|---|---|",
+                  f"| AUROC known vs unknown | {ru['auroc']:.3f} |",
+                  f"| unknown paintings rejected | {ru['unknown_rejected']:.1%} |",
+                  f"| known paintings kept | {ru['known_kept']:.1%} |",
+                  f"| open-set accuracy | {ru['open_set_accuracy']:.3f} |"]
+    for file, title in ((RELIABILITY_NAME, "Reliability diagram"), (UNKNOWN_HISTOGRAM_NAME, "Unknown-artist score")):
+        if (folder / file).is_file():
+            lines += ["", f"### {title}", "", f"![{title.lower()}]({file})"]
+    return "\n".join(lines)
+
+
 def _artists_section(config: dict) -> str:
     names = config["label_names"]
-    return f"## Artists ({len(names)})\n\n" + "\n".join(f"{i}. {n}" for i, n in enumerate(names)) + (
-        "\n\nThe class index is the position in this list (`label_names` in config.json)."
+    return f"## Artists ({len(names)})\n\n" + "\n".join(
+        f"{i}. {display_name(n)}" + (f" (`{n}`)" if display_name(n) != n else "") for i, n in enumerate(names)) + (
+        "\n\nThe class index is the position in this list (`label_names` in config.json, the key in brackets)."
     )
 
 

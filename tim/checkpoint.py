@@ -32,6 +32,10 @@ EVAL_RESULTS_NAME = "eval_results.json"
 PREDICTIONS_NAME = "predictions.csv"
 CONFUSION_NAME = "confusion_matrix.png"
 CURVES_NAME = "training_curves.png"
+# what `tim calibrate` writes: unknown-artist statistics, and the figures `tim evaluate --unknown` draws
+UNKNOWN_NAME = "unknown.safetensors"
+RELIABILITY_NAME = "reliability_diagram.png"
+UNKNOWN_HISTOGRAM_NAME = "unknown_scores.png"
 
 
 class CheckpointError(UserError):

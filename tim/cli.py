@@ -16,6 +16,7 @@ COMMANDS = {
     "data": ("tim.data.cli", "inspect and prepare painting datasets"),
     "train": ("tim.train_cli", "fine-tune a timm model (same flags as train.py)"),
     "evaluate": ("tim.evaluation", "test-split metrics with intervals, confusion matrix and curves"),
+    "calibrate": ("tim.calibrate", "fit calibrated confidence and the unknown-artist decision into a checkpoint"),
     "compare": ("tim.compare", "several evaluated models on the same test split, with paired tests"),
     "models": ("tim.modelinfo", "parameters, size, GFLOPs and structure of timm architectures"),
     "predict": ("tim.predict", "predict the artist of image files and folders into a CSV"),

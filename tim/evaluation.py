@@ -36,13 +36,22 @@ from tim.checkpoint import (
     CURVES_NAME,
     EVAL_RESULTS_NAME,
     PREDICTIONS_NAME,
+    RELIABILITY_NAME,
+    UNKNOWN_HISTOGRAM_NAME,
     CheckpointError,
 )
 from tim.data import SPLITS, DataConfig, DataError, TransformedSplit, prepare_data
 from tim.errors import UserError
-from tim.hub import load_model
+from tim.hub import load_model, resolve
 from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table
-from tim.plots import display_name, plot_confusion_matrix, plot_training_curves, read_log
+from tim.plots import (
+    display_name,
+    plot_confusion_matrix,
+    plot_reliability,
+    plot_score_histogram,
+    plot_training_curves,
+    read_log,
+)
 from tim.predictor import PRECISIONS, Predictor
 
 LOG_NAME = "log.csv"
@@ -126,8 +135,12 @@ def evaluate_checkpoint(
     num_workers: int = 0,
     accelerator: Accelerator | None = None,
     precision: str = "fp32",
+    unknown_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Evaluate a checkpoint on a split of its own data recipe; write the result files; return eval_results.
+
+    unknown_dir: paintings of other artists (one folder per artist) to measure the unknown-artist decision on;
+    when the checkpoint was calibrated with part of that folder, only its held-out artists are used.
 
     ref: a local checkpoint folder or a Hub id (tim.hub.load_model).
     data_config_overrides: DataConfig fields to change, usually {"source": path} (the `--data` flag).
@@ -144,7 +157,7 @@ def evaluate_checkpoint(
     model, config = load_model(ref)
     local = Path(ref).is_dir()
     predictor = Predictor(model, config, device=accelerator.device, precision=precision,
-                          checkpoint=Path(ref) if local else None)
+                          checkpoint=Path(ref) if local else None, folder=resolve(ref))
     data_cfg = data_config_for(config, data_config_overrides)
     with accelerator.main_process_first():  # the main process builds the image cache, the others reuse it
         data = prepare_data(data_cfg)
@@ -153,11 +166,14 @@ def evaluate_checkpoint(
     if len(rows) == 0:
         raise EvaluationError(f"the {split} split of {data_cfg.source} is empty (fractions {data_cfg.fractions})")
 
-    probabilities = predict_split(predictor, IndexedSplit(rows, predictor.transform), batch_size, num_workers,
-                                  accelerator, desc=f"Evaluating on {split}")
+    logits, features = split_outputs(predictor, IndexedSplit(rows, predictor.transform), batch_size, num_workers,
+                                     accelerator, desc=f"Evaluating on {split}")
+    answers = predictor.answer(torch.from_numpy(logits), torch.from_numpy(features))
+    probabilities = answers.probabilities.numpy()
     precision_block = {"name": precision}
     if precision != "fp32":
-        reference = Predictor(model, config, device=accelerator.device, checkpoint=predictor.checkpoint)
+        reference = Predictor(model, config, device=accelerator.device, checkpoint=predictor.checkpoint,
+                              folder=resolve(ref))
         fp32 = predict_split(reference, IndexedSplit(rows, reference.transform), batch_size, num_workers,
                              accelerator, desc=f"fp32 answers on {split}")
         precision_block["top1_agreement_with_fp32"] = float(np.mean(fp32.argmax(1) == probabilities.argmax(1)))
@@ -177,9 +193,22 @@ def evaluate_checkpoint(
         "per_artist": per_artist_table(references, predictions, artists),
         "precision": precision_block,
     }
+    results["calibration"], reliability_tables = calibration_report(predictor, logits, probabilities, references)
+    unknown = None
+    if unknown_dir is not None:
+        unknown = unknown_report(predictor, config, answers, probabilities.argmax(1) == references, unknown_dir,
+                                 data_cfg.cache_dir, batch_size, num_workers, accelerator)
+        results["unknown"] = unknown["report"]
     if accelerator.is_main_process:
         out = Path(output_dir) if output_dir is not None else default_output_dir(ref)
         write_results(out, results, rows["path"], references, probabilities, artists)
+        plot_reliability(*reliability_tables, out / RELIABILITY_NAME, title=f"{split} split, {len(references)} "
+                         f"images ({results['calibration']['method'] or 'not calibrated'})")
+        if unknown is not None:
+            rep = unknown["report"]
+            plot_score_histogram(unknown["known"], unknown["unknown"], rep["threshold"], out / UNKNOWN_HISTOGRAM_NAME,
+                                 title=f"{rep['score']}: AUROC {rep['auroc']:.3f}, {rep['unknown_rejected']:.1%} of "
+                                       f"other artists rejected, {rep['known_kept']:.1%} known kept")
         log = None
         if log_path:
             log = Path(log_path)
@@ -195,25 +224,84 @@ def evaluate_checkpoint(
     return results
 
 
-def predict_split(predictor: Predictor, dataset: IndexedSplit, batch_size: int, num_workers: int,
-                  accelerator: Accelerator, desc: str = "Evaluating") -> np.ndarray:
-    """Class probabilities (N x K, in the split's row order) for every image of `dataset`, each exactly once."""
+def split_outputs(predictor: Predictor, dataset: IndexedSplit, batch_size: int, num_workers: int,
+                  accelerator: Accelerator, desc: str = "Evaluating") -> tuple[np.ndarray, np.ndarray]:
+    """(logits N x K, pooled features N x D) for every image of `dataset`, in its row order, each exactly once."""
     loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers))
-    gathered_probs, gathered_index = [], []
+    gathered_logits, gathered_features, gathered_index = [], [], []
     with torch.inference_mode():
         for images, _, index in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
-            probs = predictor.probabilities(images).to(accelerator.device)
-            probs, index = accelerator.gather_for_metrics((probs, index.to(accelerator.device)))
-            gathered_probs.append(probs.cpu())
+            logits, features = predictor.logits_and_features(images)
+            logits, features, index = accelerator.gather_for_metrics(
+                (logits.to(accelerator.device), features.to(accelerator.device), index.to(accelerator.device)))
+            gathered_logits.append(logits.cpu())
+            gathered_features.append(features.cpu())
             gathered_index.append(index.cpu())
-    index = torch.cat(gathered_index).numpy()
+    index = torch.cat(gathered_index).numpy() if gathered_index else np.zeros(0, dtype=int)
     if not np.array_equal(np.sort(index), np.arange(len(dataset))):
         raise RuntimeError(
             f"evaluation gathered {len(index)} answers for {len(np.unique(index))} distinct images of a split of "
             f"{len(dataset)}; every image must be counted exactly once"
         )
-    probs = torch.cat(gathered_probs).numpy()
-    return probs[np.argsort(index)]
+    order = np.argsort(index)
+    return torch.cat(gathered_logits).numpy()[order], torch.cat(gathered_features).numpy()[order]
+
+
+def calibration_report(predictor: Predictor, logits: np.ndarray, calibrated: np.ndarray,
+                       references: np.ndarray) -> tuple[dict, tuple[dict, dict]]:
+    """ECE before (plain softmax) and after the checkpoint's calibration; and the two reliability tables."""
+    from tim.calibration import BINS, ece, reliability
+
+    plain = torch.from_numpy(logits).softmax(-1).numpy()
+    before, after = reliability(plain, references), reliability(calibrated, references)
+    before["ece"], after["ece"] = ece(plain, references), ece(calibrated, references)
+    cal = predictor.calibration
+    return {"method": cal.method if cal else None, "bins": BINS, "ece_before": before["ece"],
+            "ece_after": after["ece"], "mean_confidence_before": float(plain.max(1).mean()),
+            "mean_confidence_after": float(calibrated.max(1).mean()),
+            "top1_unchanged": bool((plain.argmax(1) == calibrated.argmax(1)).all())}, (before, after)
+
+
+def unknown_report(predictor: Predictor, config: dict, answers, known_correct: np.ndarray, unknown_dir,
+                   cache_dir: str | None, batch_size: int, num_workers: int, accelerator: Accelerator) -> dict:
+    """The unknown-artist decision measured on the split's paintings (known) and other artists' (unknown)."""
+    from tim.calibrate import load_other_artists, select_artists
+    from tim.openset import open_set_report
+
+    images, artists = load_other_artists(str(unknown_dir), config, predictor.labels, cache_dir)
+    detector = predictor.unknown
+    held_out = None
+    if detector is not None and detector.info.get("fit_artists"):
+        fitted = set(detector.info["fit_artists"])
+        held_out = [a for a in artists if a not in fitted]
+        if not held_out:
+            raise EvaluationError(f"every artist of {unknown_dir} was used to fit the unknown-artist decision; "
+                                  "report on other artists (or recalibrate with --unknown-fit-fraction below 1).")
+        images = select_artists(images, artists, held_out)
+    logits, features = split_outputs(predictor, IndexedSplit(images, predictor.transform), batch_size, num_workers,
+                                     accelerator, desc="Other artists")
+    other = predictor.answer(torch.from_numpy(logits), torch.from_numpy(features))
+    threshold = detector.threshold if detector is not None else float("inf")
+    known, unknown = answers.unknown_score.numpy(), other.unknown_score.numpy()
+    report = open_set_report(known, known_correct, unknown, threshold)
+    report.update(
+        score=detector.score_name if detector else "1 - top probability (no decision stored: every answer is known)",
+        dir=str(unknown_dir), artists=len(held_out if held_out is not None else artists),
+        held_out_only=held_out is not None,
+        note=(f"only the {len(held_out)} artists of {unknown_dir} held out when the decision was fitted"
+              if held_out is not None else f"all {len(artists)} artists of {unknown_dir}"),
+        unknown_named_over_half=float((other.probabilities.max(-1).values > 0.5).float().mean()),
+    )
+    if not np.isfinite(report["threshold"]):
+        report["threshold"] = None
+    return {"report": report, "known": known, "unknown": unknown}
+
+
+def predict_split(predictor: Predictor, dataset: IndexedSplit, batch_size: int, num_workers: int,
+                  accelerator: Accelerator, desc: str = "Evaluating") -> np.ndarray:
+    """Calibrated class probabilities (N x K, in the split's row order) for every image of `dataset`, each once."""
+    logits, features = split_outputs(predictor, dataset, batch_size, num_workers, accelerator, desc)
+    return predictor.answer(torch.from_numpy(logits), torch.from_numpy(features)).probabilities.numpy()
 
 
 def write_results(out: Path, results: dict, paths: list[str], references: np.ndarray, probabilities: np.ndarray,
@@ -270,6 +358,23 @@ def format_summary(results: dict) -> str:
         lines.append(f"precision {results['precision']['name']}: top-1 answer agrees with fp32 on {agreement:.2%} "
                      f"of the {results['num_images']} images")
     lines.append("")
+    cal = results.get("calibration")
+    if cal:
+        lines += [f"calibration: {cal['method'] or 'none'}; ECE ({cal['bins']} bins) {cal['ece_before']:.3f} before, "
+                  f"{cal['ece_after']:.3f} after; mean confidence {cal['mean_confidence_before']:.3f} -> "
+                  f"{cal['mean_confidence_after']:.3f} (accuracy {results['metrics']['accuracy']['value']:.3f})", ""]
+    unk = results.get("unknown")
+    if unk:
+        lines += [
+            f"unknown artists: {unk['unknown_images']} paintings by {unk['note']}",
+            f"  score {unk['score']}" + (f", threshold {unk['threshold']:.4f}" if unk["threshold"] is not None else ""),
+            f"  AUROC known vs unknown     {unk['auroc']:.3f}",
+            f"  unknown paintings rejected {unk['unknown_rejected']:.1%}",
+            f"  known paintings kept       {unk['known_kept']:.1%}",
+            f"  open-set accuracy          {unk['open_set_accuracy']:.3f} (known named right + unknown rejected, "
+            f"over all {unk['known_images'] + unk['unknown_images']})",
+            "",
+        ]
     width = max(20, *(len(display_name(r["artist"])) for r in results["per_artist"]))
     lines.append(f"{'artist':{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
     for r in results["per_artist"]:
@@ -294,23 +399,31 @@ def add_cli(sub) -> None:
     p.add_argument("--cache-dir", help="prepared-image cache (default ~/.cache/tim/prepared)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default) or bf16; with bf16 the top-1 agreement with fp32 is measured and printed")
+    p.add_argument("--unknown", metavar="DIR",
+                   help="paintings of OTHER artists (one folder per artist): measure the unknown-artist decision "
+                        "(AUROC, rejected, kept, open-set accuracy, unknown_scores.png); when the checkpoint was "
+                        "calibrated with part of DIR, only its held-out artists are used")
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from tim.openset import OpenSetError
+
     overrides = {k: v for k, v in (("source", args.data), ("cache_dir", args.cache_dir)) if v is not None}
     try:
         results = evaluate_checkpoint(
             args.checkpoint, overrides, split=args.split, batch_size=args.batch_size, output_dir=args.output_dir,
             log_path=args.log, resamples=args.resamples, seed=args.seed, num_workers=args.num_workers,
             precision=args.precision,
+            unknown_dir=args.unknown,
         )
-    except (EvaluationError, CheckpointError, DataError, FileNotFoundError) as e:
+    except (EvaluationError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if PartialState().is_main_process:
         out = Path(args.output_dir) if args.output_dir else default_output_dir(args.checkpoint)
-        written = [n for n in (EVAL_RESULTS_NAME, PREDICTIONS_NAME, CONFUSION_NAME, CURVES_NAME) if (out / n).is_file()]
+        written = [n for n in (EVAL_RESULTS_NAME, PREDICTIONS_NAME, CONFUSION_NAME, CURVES_NAME, RELIABILITY_NAME,
+                               UNKNOWN_HISTOGRAM_NAME) if (out / n).is_file()]
         print(format_summary(results))
         print(f"\nWrote {', '.join(written)} to {out}")
     return 0

@@ -20,15 +20,16 @@ from accelerate import Accelerator
 
 from tim.card import write_card
 from tim.checkpoint import (
-    CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, load_checkpoint, replace_folder, save_checkpoint,
+    CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, RELIABILITY_NAME, UNKNOWN_HISTOGRAM_NAME,
+    UNKNOWN_NAME, load_checkpoint, replace_folder, save_checkpoint,
 )
 from tim.data import prepare_data
 from tim.errors import UserError
 from tim.evaluation import IndexedSplit, data_config_for, predict_split
-from tim.hub import load_model
+from tim.hub import load_model, resolve
 from tim.predictor import Predictor
 
-EVAL_FILES = (EVAL_RESULTS_NAME, CONFUSION_NAME, CURVES_NAME)
+EVAL_FILES = (EVAL_RESULTS_NAME, CONFUSION_NAME, CURVES_NAME, RELIABILITY_NAME, UNKNOWN_HISTOGRAM_NAME)
 
 
 class ExportError(UserError):
@@ -36,7 +37,8 @@ class ExportError(UserError):
 
 
 def top1(model, config, rows, accelerator, batch_size: int = 64) -> np.ndarray:
-    predictor = Predictor(model, config, device=accelerator.device)
+    answers_only = {**config, "tim": {k: v for k, v in config["tim"].items() if k != "unknown"}}  # top-1 needs no more
+    predictor = Predictor(model, answers_only, device=accelerator.device)
     probabilities = predict_split(predictor, IndexedSplit(rows, predictor.transform), batch_size, 0, accelerator,
                                   desc="Checking")
     return probabilities.argmax(axis=1)
@@ -85,6 +87,8 @@ def _write_checked_copy(model, config, rows, ref, folder: Path, fp16, min_agreem
         raise ExportError(f"the {'fp16 ' if fp16 else ''}copy agrees with {ref} on {agreement:.2%} of the {len(rows)} "
                           f"{split} images, below the required {min_agreement:.2%}; keep the original.")
 
+    if (Path(resolve(ref)) / UNKNOWN_NAME).is_file():  # the unknown-artist statistics named by tim.unknown
+        shutil.copy2(Path(resolve(ref)) / UNKNOWN_NAME, folder / UNKNOWN_NAME)
     exported_config["tim"]["export"] = {"dtype": "float16" if fp16 else "float32", "source": Path(ref).name,
                                         "top1_agreement": agreement, "checked_on": f"{split} ({len(rows)} images)"}
     if notes:

@@ -127,6 +127,9 @@ class CamExplainer:
         self._owner: int | None = None  # thread running a CAM call; the gate is shut for everyone else
         self._tap = torch.nn.Identity()  # the library hooks this, so plain forwards never reach its hooks
         self._gate = self.layer.register_forward_hook(self._route)
+        self._features: torch.Tensor | None = None  # the classifier's input, kept during a CAM call
+        classifier = model.get_classifier() if hasattr(model, "get_classifier") else None  # timm models have one
+        self._keep = classifier.register_forward_pre_hook(self._keep_features) if classifier is not None else None
         self._cam = GradCAM(model=model, target_layers=[self._tap])
         self._head: _GradCamAtSize | None = None  # for CAMs from a given feature map, built on first use
         self._reads_features: bool | None = None
@@ -150,6 +153,11 @@ class CamExplainer:
                                         and seen[0].shape == features.shape and torch.equal(seen[0], features))
         return self._reads_features
 
+    def _keep_features(self, _module, inputs):
+        """During a CAM call, keep the pooled features the classifier reads (the unknown-artist score needs them)."""
+        if self._owner == threading.get_ident():
+            self._features = inputs[0].detach().float().cpu()
+
     def _route(self, _module, _inputs, output):
         """During a CAM call, restart the graph at the target's output so backward stops there."""
         if self._owner != threading.get_ident() or not torch.is_grad_enabled():
@@ -157,11 +165,13 @@ class CamExplainer:
         leaf = output.detach().float().requires_grad_()
         return self._tap(leaf.clone())  # clone: a later in-place op may not touch the leaf
 
-    def __call__(self, batch: torch.Tensor, feature_map: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """(logits NxK float32 on CPU, CAMs NxHxW in [0, 1] at the input's size) from one forward + head backward.
+    def __call__(self, batch: torch.Tensor, feature_map: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """(logits NxK, pooled features NxD, both float32 on CPU, CAMs NxHxW in [0, 1] at the input's size).
 
-        With `feature_map` (the last feature map of this batch from a forward run elsewhere, e.g. Tim's engine,
-        valid when `reads_features`) only the head runs here, forward and backward.
+        All from one forward + a backward through the head. With `feature_map` (the last feature map of this
+        batch from a forward run elsewhere, e.g. Tim's engine, valid when `reads_features`) only the head runs
+        here, forward and backward.
         """
         if feature_map is not None:
             return self._from_feature_map(feature_map)
@@ -171,31 +181,39 @@ class CamExplainer:
                 with torch.inference_mode(False), torch.enable_grad():  # even when called under inference_mode
                     cams = self._cam(batch, targets=[_top_class] * len(batch))
                 logits = self._cam.outputs.detach().float().cpu()
+                features = self._features
             finally:
                 self._owner = None
+                self._features = None
                 self._cam.outputs = None  # drop the graph and the stored maps now, not at the next call
                 self._cam.activations_and_grads.clear()
-        return logits, cams
+        return logits, features, cams
 
-    def _from_feature_map(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    def _from_feature_map(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
         with self._lock:
             if self._head is None:
                 head = _Head(self.model)
                 self._head = _GradCamAtSize(head, [head.tap], self.image_size)
             param = next(self.model.parameters())
             leaf = feature_map.detach().to(param.device, torch.float32).requires_grad_()
+            self._owner = threading.get_ident()  # lets the classifier's pre-hook keep the pooled features
             try:
                 with torch.inference_mode(False), torch.enable_grad():
                     cams = self._head(leaf, targets=[_top_class] * len(leaf))
                 logits = self._head.outputs.detach().float().cpu()
+                features = self._features
             finally:
+                self._owner = None
+                self._features = None
                 self._head.outputs = None
                 self._head.activations_and_grads.clear()
-        return logits, cams
+        return logits, features, cams
 
     def close(self) -> None:
         """Remove every hook this explainer added (the model is left frozen)."""
         self._gate.remove()
+        if self._keep is not None:
+            self._keep.remove()
         self._cam.activations_and_grads.release()
         if self._head is not None:
             self._head.activations_and_grads.release()

@@ -38,6 +38,7 @@ from tim.card import CARD_NAME, write_card
 from tim.checkpoint import (
     CONFIG_NAME,
     PICKLE_SUFFIXES,
+    UNKNOWN_NAME,
     WEIGHTS_NAME,
     CheckpointError,
     check_weights,
@@ -45,10 +46,11 @@ from tim.checkpoint import (
     read_config,
 )
 
-# What a Tim checkpoint repo holds, for both directions: config, weights, card, eval results, plots.
+# What a Tim checkpoint repo holds, for both directions: config, weights, unknown-artist statistics, card, eval
+# results, plots.
 # Pickled weights never match, so they are neither downloaded nor uploaded; predictions.csv stays
 # local because it lists the paths of the user's own test images.
-HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, "*.json", "*.png"]
+HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, UNKNOWN_NAME, CARD_NAME, "*.json", "*.png"]
 
 
 class HubError(CheckpointError):

@@ -111,3 +111,40 @@ def plot_run_comparison(logs: dict[str, dict[str, np.ndarray]], path: str | os.P
     acc_ax.set_title("Validation accuracy")
     loss_ax.set_title("Validation loss")
     return _save(fig, path)
+
+
+def plot_reliability(before: dict, after: dict, path: str | os.PathLike, title: str = "") -> Path:
+    """Reliability diagram: accuracy against confidence per bin, before and after calibration (tim.calibration)."""
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    for table, name, marker in ((before, "before", "o"), (after, "after", "s")):
+        counts = np.asarray(table["count"])
+        used = counts > 0
+        ax.plot(np.asarray(table["confidence"])[used], np.asarray(table["accuracy"])[used], marker=marker,
+                label=f"{name}: ECE {table['ece']:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability), per bin")
+    ax.set_ylabel("accuracy in the bin")
+    ax.legend(loc="upper left")
+    ax.set_title(title or "Reliability diagram")
+    return _save(fig, path)
+
+
+def plot_score_histogram(known: np.ndarray, unknown: np.ndarray, threshold: float | None,
+                         path: str | os.PathLike, title: str = "") -> Path:
+    """Histograms of the unknown-artist score for paintings of known and of unknown artists, with the threshold."""
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    both = np.r_[known, unknown]
+    bins = np.linspace(float(both.min()), float(both.max()) + 1e-9, 31)
+    ax.hist(known, bins=bins, alpha=0.6, density=True, label=f"known artists ({len(known)})")
+    ax.hist(unknown, bins=bins, alpha=0.6, density=True, label=f"other artists ({len(unknown)})")
+    if threshold is not None and math.isfinite(threshold):
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("unknown-artist score (higher = less like a known artist)")
+    ax.set_ylabel("density")
+    ax.legend()
+    ax.set_title(title or "Unknown-artist score")
+    return _save(fig, path)

@@ -1,10 +1,12 @@
 """`tim predict PATH... --out results.csv`: the app's pipeline for files and folders, as a CSV.
 
-One row per image (path, artist, confidence, top-5, error); a bad file gets a
-row with its error instead of stopping the run. Images are decoded by a pool of
-threads (or DataLoader worker processes with --workers) while the model, in Tim's
-ONNX Runtime engine on a CPU, works on the ones before: several times faster than
-opening and classifying one image at a time, with the model's own fp32 answers.
+One row per image (path, artist, confidence, top-5, error, known, unknown_score);
+a bad file gets a row with its error instead of stopping the run. `artist` is always
+the most likely of the model's artists; `known` is 0 when Tim says the painting is
+not by one of them (unknown_score above the checkpoint's threshold, see `tim calibrate`).
+Images are decoded by a pool of threads (or DataLoader worker processes with --workers)
+while the model, in Tim's ONNX Runtime engine on a CPU, works on the ones before: several
+times faster than opening and classifying one image at a time, with the model's own fp32 answers.
 With --cam-dir each image's Grad-CAM overlay is written too, from the same forward.
 
 Beyond one machine: `accelerate launch [--multi_gpu --num_processes N ...] -m tim predict ...`
@@ -33,7 +35,7 @@ from tim.examples import IMAGE_SUFFIXES
 from tim.images import ImageError
 from tim.predictor import PRECISIONS, Predictor, Preprocessor
 
-COLUMNS = ["path", "artist", "confidence", "top5", "error"]
+COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score"]
 
 
 def collect(paths: list[str]) -> list[tuple[str, str]]:
@@ -149,15 +151,16 @@ def answer(predictor: Predictor, inputs: list[tuple[str, str]], cams: list[Path]
                 explained = predictor.explain_batch(tensors, [it[2] for it in good], [it[3] for it in good], k)
                 answers = {it[0]: (e.prediction, e) for it, e in zip(good, explained)}
             else:
-                probs = predictor.probabilities(tensors)
-                answers = {it[0]: (predictor.to_prediction(p, it[2], k), None) for it, p in zip(good, probs)}
+                predictions = predictor.to_predictions(predictor.answers(tensors), [it[2] for it in good], k)
+                answers = {it[0]: (p, None) for it, p in zip(good, predictions)}
         for i, _, _, _, error in batch:
             row = [paths[i]]
             if error is not None:
-                row += ["", "", "", error] + ([""] if cams is not None else [])
+                row += ["", "", "", error, "", ""] + ([""] if cams is not None else [])
             else:
                 prediction, explanation = answers[i]
-                row += [prediction.artist, f"{prediction.confidence:.6f}", top_text(prediction.top), ""]
+                row += [prediction.artist, f"{prediction.confidence:.6f}", top_text(prediction.top), "",
+                        int(prediction.known), f"{prediction.unknown_score:.6f}"]
                 if cams is not None:
                     cams[i].parent.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(explanation.overlay).save(cams[i], quality=90)
@@ -233,7 +236,8 @@ def add_cli(sub) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
     p.add_argument("--model", help="checkpoint folder or Hub repo user/name[@rev] (default: the bundled model)")
-    p.add_argument("--out", required=True, help="CSV to write: path, artist, confidence, top5, error")
+    p.add_argument("--out", required=True, help="CSV to write: path, artist, confidence, top5, error, known "
+                                                  "(0 = not one of the model's artists), unknown_score")
     p.add_argument("--cam-dir", help="also write each image's Grad-CAM overlay here (<name>_cam.jpg)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=None,

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -42,6 +43,17 @@ class Prediction:
     top: list[tuple[str, float]]  # top-k (artist, probability), best first
     box: Box | None = None  # where the picture sits in the square the model saw
     extras: dict = field(default_factory=dict)
+    known: bool = True  # False: not one of the artists this model knows (`artist` is then only the closest)
+    unknown_score: float | None = None  # higher = less like any artist the model knows
+
+
+@dataclass
+class Answers:
+    """A batch's answers: calibrated probabilities N x K, unknown-artist scores N, known N (bool)."""
+
+    probabilities: torch.Tensor
+    unknown_score: torch.Tensor
+    known: torch.Tensor
 
 
 @dataclass
@@ -82,15 +94,20 @@ class Predictor:
     engine: "auto" (default, or $TIM_ENGINE): ONNX Runtime for fp32 on a CPU, eager PyTorch
     otherwise; "eager": always PyTorch.
     checkpoint: the model's local folder, where the engine is cached (None: the Tim cache).
+    folder: the checkpoint's folder (local or a Hub download), where unknown.safetensors is read.
     """
 
     # images per engine call: ONNX Runtime runs Lite0 fastest in small batches on a CPU (activations stay in cache)
     ENGINE_BATCH = 1
 
     def __init__(self, model: torch.nn.Module, config: dict, device: str | torch.device = "cpu",
-                 precision: str = "fp32", engine: str | None = None, checkpoint: str | os.PathLike | None = None):
+                 precision: str = "fp32", engine: str | None = None, checkpoint: str | os.PathLike | None = None,
+                 folder: str | os.PathLike | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+        from tim.calibration import Calibration
+        from tim.openset import UnknownDetector
+
         self.config = config
         self.labels: list[str] = list(config["label_names"])
         pre = config["tim"]["preprocessing"]
@@ -106,6 +123,8 @@ class Predictor:
         wants_engine = engines.engine_choice(engine) != "eager" and precision == "fp32" and self.device.type == "cpu"
         self._engine = None if wants_engine and hasattr(model, "forward_head") else False  # False: eager PyTorch
         self._engine_lock = threading.Lock()
+        self.calibration = Calibration.from_config(config)  # None: plain softmax
+        self.unknown = UnknownDetector.from_checkpoint(config, folder)  # None: every answer is "known"
         self._explainer = None  # tim.gradcam.CamExplainer, built on the first explain()
         self._explainer_lock = threading.Lock()
 
@@ -115,9 +134,10 @@ class Predictor:
         from tim.hub import is_hub_ref, load_model, resolve  # Hub layer resolves references, checks safetensors
 
         model, config = load_model(ref)
+        folder = resolve(ref)
         if not is_hub_ref(ref):  # a Hub download's folder is the Hub's: its engine goes to the Tim cache
-            kwargs.setdefault("checkpoint", resolve(ref))
-        return cls(model, config, **kwargs)
+            kwargs.setdefault("checkpoint", folder)
+        return cls(model, config, folder=folder, **kwargs)
 
     @property
     def engine(self):
@@ -161,18 +181,43 @@ class Predictor:
             logits = self.model.get_classifier()(features)
         return logits.float().cpu(), features.float().cpu()
 
-    def softmax(self, logits: torch.Tensor) -> torch.Tensor:
-        """Probabilities from raw logits: the one place where logits become probabilities."""
-        return logits.float().softmax(-1)
+    def answer(self, logits: torch.Tensor, features: torch.Tensor) -> Answers:
+        """The model's answer from its raw outputs: calibrated probabilities, unknown-artist score, known or not.
+
+        The one place where calibration (config tim.calibration) and the unknown-artist decision
+        (tim.unknown + unknown.safetensors) are applied; a checkpoint without them answers as before
+        (plain softmax, every picture "known", unknown_score = 1 - top probability).
+        """
+        from tim.calibration import calibrated_probabilities
+
+        logits, features = logits.float(), features.float()
+        probs = calibrated_probabilities(logits, self.calibration)
+        if self.unknown is None:
+            score = 1.0 - probs.max(-1).values
+            known = torch.ones(len(logits), dtype=torch.bool)
+        else:
+            score = self.unknown.score(logits, features, probs)
+            known = score <= self.unknown.threshold
+        return Answers(probs, score, known)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Softmax over artists for a normalised batch NxCxHxW (float32 on CPU)."""
-        return self.softmax(self.logits_and_features(batch)[0])
+        """Calibrated probabilities over the artists for a normalised batch NxCxHxW (float32 on CPU)."""
+        return self.answer(*self.logits_and_features(batch)).probabilities
 
-    def to_prediction(self, probs: torch.Tensor, box: Box | None = None, k: int = 5) -> Prediction:
+    def answers(self, batch: torch.Tensor) -> Answers:
+        """`answer` for a normalised batch."""
+        return self.answer(*self.logits_and_features(batch))
+
+    def to_prediction(self, probs: torch.Tensor, box: Box | None = None, k: int = 5, known: bool = True,
+                      unknown_score: float | None = None) -> Prediction:
         top = probs.topk(min(k, len(self.labels)))
         pairs = [(self.labels[i], float(p)) for p, i in zip(top.values, top.indices)]
-        return Prediction(pairs[0][0], pairs[0][1], pairs, box)
+        return Prediction(pairs[0][0], pairs[0][1], pairs, box, known=bool(known),
+                          unknown_score=None if unknown_score is None else float(unknown_score))
+
+    def to_predictions(self, answers: Answers, boxes: list, k: int = 5) -> list[Prediction]:
+        return [self.to_prediction(p, box, k, known, score) for p, score, known, box
+                in zip(answers.probabilities, answers.unknown_score, answers.known, boxes)]
 
     def _readable_batches(self, sources: list[ImageSource], batch_size: int, results: list):
         """Yield (slots, tensor batch, boxes, originals) of the readable sources; record an ImageError for the rest."""
@@ -195,8 +240,8 @@ class Predictor:
         """A Prediction per source, or the ImageError that says why that one could not be read."""
         results: list[Prediction | ImageError] = [None] * len(sources)  # type: ignore[list-item]
         for slots, batch, boxes, _ in self._readable_batches(sources, batch_size, results):
-            for i, p, box in zip(slots, self.probabilities(batch), boxes):
-                results[i] = self.to_prediction(p, box, k)
+            for i, prediction in zip(slots, self.to_predictions(self.answers(batch), boxes, k)):
+                results[i] = prediction
         return results
 
     @property
@@ -219,18 +264,19 @@ class Predictor:
         engine = self.engine
         if engine is not None and self.explainer.reads_features:  # the forward in the engine, the head in PyTorch
             [feature_map] = engine.run(batch, ("feature_map",))
-            logits, cams = self.explainer(batch, feature_map)
+            logits, features, cams = self.explainer(batch, feature_map)
         else:
             with self.autocast():
-                logits, cams = self.explainer(self._to_device(batch))
+                logits, features, cams = self.explainer(self._to_device(batch))
         out = []
-        for probs, cam, box, original in zip(self.softmax(logits), cams, boxes, originals):
+        predictions = self.to_predictions(self.answer(logits, features), boxes, k)
+        for prediction, cam, box, original in zip(predictions, cams, boxes, originals):
             picture = original
             if max(picture.size) > display_side:
                 picture = original.copy()
                 picture.thumbnail((display_side, display_side), Image.Resampling.BICUBIC)
             heat = cam_on_picture(cam, box, picture.size)
-            out.append(Explanation(self.to_prediction(probs, box, k), picture, heat, overlay(picture, heat)))
+            out.append(Explanation(prediction, picture, heat, overlay(picture, heat)))
         return out
 
     def explain(self, sources: list[ImageSource], k: int = 5, batch_size: int = 8) -> list[Explanation | ImageError]:

@@ -32,7 +32,10 @@ FLAGS = {
     "--report-to": ("report_to", str),
     "--max-steps-per-epoch": ("max_steps_per_epoch", int),
     "--hub-model-id": ("hub_model_id", str),
+    "--unknown": ("unknown", str),
 }
+FLAG_HELP = {"--unknown": {"metavar": "DIR", "help": "paintings of other artists (one folder per artist) for the "
+                                                   "unknown-artist decision fitted at the end (see tim calibrate)"}}
 TIER_FLAGS = {"--lr-early": "early", "--lr-intermediate": "intermediate", "--lr-final": "final",
               "--early-fraction": "early_fraction"}
 SWITCHES = {"--freeze-backbone": "freeze_backbone", "--push-to-hub": "push_to_hub", "--hub-private": "hub_private"}
@@ -45,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --output-dir (its best/, last/, state/ and log.csv are deleted)")
     for flag, (_, typ) in FLAGS.items():
-        p.add_argument(flag, type=typ, default=None)
+        p.add_argument(flag, type=typ, default=None, **FLAG_HELP.get(flag, {}))
     for flag in TIER_FLAGS:
         p.add_argument(flag, type=float, default=None)
     for flag in SWITCHES:
@@ -53,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
     p.add_argument("--no-evaluate", dest="evaluate_test", action="store_false", default=None,
                    help="skip the test-split evaluation of the best checkpoint at the end")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=None,
+                   help="skip fitting calibration and the unknown-artist decision on validation at the end")
     data = p.add_argument_group("data")
     add_data_arguments(data, source=False)
     for action in data._group_actions:  # data flags override the config only when given
@@ -67,7 +72,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for flag, name in SWITCHES.items():
         if getattr(args, name, None):
             base[name] = True
-    for name in ("channels_last", "evaluate_test"):
+    for name in ("channels_last", "evaluate_test", "calibrate"):
         if getattr(args, name) is not None:
             base[name] = getattr(args, name)
     tiers = dict(base.get("tiers") or {})

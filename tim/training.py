@@ -77,6 +77,8 @@ class TrainConfig:
     report_to: str | None = None  # e.g. tensorboard
     max_steps_per_epoch: int | None = None  # for smoke tests
     evaluate_test: bool = True  # evaluate the best checkpoint on the held-out test split at the end
+    calibrate: bool = True  # fit calibration + the unknown-artist decision on validation at the end (tim calibrate)
+    unknown: str | None = None  # paintings of other artists for the unknown-artist decision (tim calibrate --unknown)
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
@@ -404,6 +406,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
         accelerator.print(f"Early stop: no better validation {cfg.early_stopping_metric} for "
                           f"{cfg.early_stopping_patience} epochs (best {progress.best:.4f}).")
     accelerator.wait_for_everyone()
+    if cfg.calibrate and (out / "best").is_dir():  # before the test evaluation, so its report is calibrated
+        from tim.calibrate import calibrate_checkpoint
+
+        calibrate_checkpoint(out / "best", cfg.data.source, cfg.unknown, cache_dir=cfg.data.cache_dir,
+                             batch_size=cfg.batch_size, accelerator=accelerator, out=accelerator.print)
     if cfg.evaluate_test and (out / "best").is_dir():
         from tim.evaluation import evaluate_checkpoint, format_summary
 

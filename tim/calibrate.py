@@ -1,0 +1,261 @@
+"""`tim calibrate CHECKPOINT --data DATA [--unknown DIR]`: calibrated confidence and "not one of the artists I know".
+
+Fits, on the checkpoint's own validation split (rebuilt from the data recipe in
+config.json, refused if the data does not give the same split):
+
+1. a calibration of the logits (tim.calibration; the method with the lowest
+   cross-validated ECE), stored as config.json `tim.calibration`;
+2. an unknown-artist score and its threshold (tim.openset), keeping `--retention`
+   of the validation paintings as "known". With `--unknown DIR` (paintings of
+   other artists, one folder per artist) that folder is split BY ARTIST (seeded):
+   the fit part trains/compares the candidate scores, the other part is never
+   used here and is what `tim evaluate --unknown DIR` reports on. The candidates
+   are printed side by side on the same validation data and the best AUROC is kept.
+   Without `--unknown` the score is 1 - calibrated top probability (nothing to measure others with).
+
+Everything is written into the checkpoint folder at once (config.json, unknown.safetensors),
+by renaming a finished copy into place; the weights are not touched.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from tim.calibration import Calibration, calibrated_probabilities, ece, fit_best
+from tim.checkpoint import CONFIG_NAME, UNKNOWN_NAME, CheckpointError, load_checkpoint, read_config, replace_folder
+from tim.data import DataError, prepare_data, prepare_source
+from tim.evaluation import EvaluationError, IndexedSplit, check_artists, data_config_for, split_outputs
+from tim.openset import (
+    NEEDS_OUTLIERS,
+    SCORES,
+    OpenSetError,
+    UnknownDetector,
+    candidate_scores,
+    fit_statistics,
+    open_set_report,
+    split_artists,
+    threshold_for,
+)
+from tim.predictor import Predictor
+
+# scores compared when other artists' paintings are given; knn-cosine would store the whole training set
+DEFAULT_CANDIDATES = ("max-probability", "mahalanobis", "outlier-exposure", "outlier-exposure+max-probability")
+
+
+def raw_predictor(model, config: dict, device) -> Predictor:
+    """A Predictor that answers with the plain softmax: calibration and unknown decision stripped from its config."""
+    bare = json.loads(json.dumps(config))
+    bare["tim"].pop("calibration", None)
+    bare["tim"].pop("unknown", None)
+    return Predictor(model, bare, device=device)
+
+
+def check_split(config: dict, data) -> None:
+    """Refuse data whose rebuilt split differs from the one the checkpoint recorded (other images or recipe)."""
+    recorded = (config["tim"].get("split_sizes") or {})
+    metrics = config["tim"].get("metrics") or {}
+    if not recorded and metrics.get("split") == "test" and metrics.get("num_images"):
+        recorded = {"test": metrics["num_images"]}
+    for split, n in recorded.items():
+        if split in data.splits and len(data.splits[split]) != int(n):
+            raise EvaluationError(
+                f"the {split} split rebuilt from the data has {len(data.splits[split])} images, but the checkpoint "
+                f"recorded {n}: this is not the data (or the split recipe) the model was trained and evaluated on. "
+                "Point --data at the paintings it was trained on."
+            )
+
+
+def load_other_artists(folder: str, config: dict, known_artists: list[str], cache_dir: str | None = None):
+    """The paintings of `folder` (one subfolder per artist), prepared like the checkpoint's data; (images, artists)."""
+    if not Path(folder).is_dir():
+        raise OpenSetError(f"--unknown {folder}: no such folder; give a folder of other artists' paintings, "
+                           "one subfolder per artist.")
+    cfg = data_config_for(config, {"source": str(folder), "cache_dir": cache_dir})
+    cfg = dataclasses.replace(cfg, kind="imagefolder", min_images=1, artists=None, drop_labels=())
+    source = prepare_source(cfg)
+    artists = list(source.images.features["artist"].names)
+    overlap = sorted(set(artists) & set(known_artists))
+    if overlap:
+        raise OpenSetError(f"--unknown {folder}: it has paintings of artists the model knows ({', '.join(overlap)}); "
+                           "remove those folders, it must hold other artists only.")
+    if len(source.images) == 0:
+        raise OpenSetError(f"--unknown {folder}: no readable paintings.")
+    return source.images, artists
+
+
+def select_artists(images, artists: list[str], keep: list[str]):
+    ids = {artists.index(a) for a in keep if a in artists}
+    rows = [i for i, a in enumerate(images["artist"]) if a in ids]
+    return images.select(rows)
+
+
+def outputs(predictor: Predictor, rows, accelerator, batch_size: int, num_workers: int, desc: str) -> dict:
+    logits, features = split_outputs(predictor, IndexedSplit(rows, predictor.transform), batch_size, num_workers,
+                                     accelerator, desc=desc)
+    return {"logits": logits, "features": features, "labels": np.asarray(rows["artist"])}
+
+
+def choose_unknown_score(val: dict, train: dict | None, outliers: dict | None, retention: float,
+                         candidates=DEFAULT_CANDIDATES, seed: int = 0) -> tuple[str, list[dict]]:
+    """The candidate with the best AUROC on validation vs the fit part of the other artists; and the table."""
+    if outliers is None or train is None:
+        return "max-probability", []
+    train = {**train, "probs": torch.as_tensor(train["logits"]).softmax(-1).numpy()}
+    names = [c for c in candidates if c in SCORES]
+    scores = candidate_scores(names, train, val, {**outliers, "artists": outliers["labels"]}, seed)
+    table = []
+    for name, (known_scores, outlier_scores) in scores.items():
+        threshold = threshold_for(known_scores, retention)
+        row = open_set_report(known_scores, val["correct"], outlier_scores, threshold)
+        table.append({"score": name, **row})
+    best = max(table, key=lambda r: r["auroc"])
+    return best["score"], table
+
+
+def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: str | None = None,
+                         retention: float = 0.95, fit_fraction: float = 0.5, seed: int = 0,
+                         batch_size: int = 64, num_workers: int = 0, cache_dir: str | None = None,
+                         score: str = "auto", accelerator: Accelerator | None = None,
+                         out=print) -> dict:
+    """Fit calibration and the unknown-artist decision; write them into `folder`; return the new tim blocks."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: not a checkpoint folder; `tim calibrate` writes into a local checkpoint "
+                              "(download a Hub model with `hf download` first).")
+    if score != "auto" and score not in SCORES:
+        raise OpenSetError(f"--score {score!r}: choose auto or one of {', '.join(SCORES)}")
+    if score in NEEDS_OUTLIERS and not unknown:
+        raise OpenSetError(f"--score {score} needs paintings of other artists: pass --unknown DIR")
+    accelerator = accelerator or Accelerator()
+    model, config = load_checkpoint(folder)
+    predictor = raw_predictor(model, config, accelerator.device)
+    overrides = {k: v for k, v in (("source", data), ("cache_dir", cache_dir)) if v is not None}
+    data_cfg = data_config_for(config, overrides)
+    prepared = prepare_data(data_cfg)
+    check_artists(predictor.labels, prepared.artists, data_cfg.source)
+    check_split(config, prepared)
+    if len(prepared.splits["validation"]) == 0:
+        raise EvaluationError(f"the validation split of {data_cfg.source} is empty; calibration is fitted on it.")
+    if unknown:  # read and checked before any model time is spent
+        images, artists = load_other_artists(unknown, config, predictor.labels, cache_dir)
+
+    val = outputs(predictor, prepared.splits["validation"], accelerator, batch_size, num_workers, "Validation")
+    calibration, cal_table = fit_best(val["logits"], val["labels"])
+    plain = torch.as_tensor(val["logits"]).softmax(-1).numpy()
+    probs = calibrated_probabilities(torch.as_tensor(val["logits"]), calibration).numpy()
+    calibration.fitted_on = {"split": "validation", "images": len(val["labels"]),
+                             "ece_before": ece(plain, val["labels"]), "ece_after": ece(probs, val["labels"]),
+                             "selected_by": "lowest 5-fold cross-validated ECE on validation"}
+    out(f"Calibration on {len(val['labels'])} validation images (ECE: 15 equal-width bins):")
+    out(f"  {'method':20} {'cv ECE':>7} {'NLL':>7}")
+    for row in cal_table:
+        out(f"  {row['method']:20} {row['cv_ece']:7.4f} {row['nll']:7.4f}")
+    out(f"  kept: {calibration.method} (ECE on validation {calibration.fitted_on['ece_before']:.4f} -> "
+        f"{calibration.fitted_on['ece_after']:.4f}, top-1 answers unchanged)")
+
+    val["probs"] = probs
+    val["correct"] = probs.argmax(1) == val["labels"]
+    train = outliers = None
+    unknown_info: dict = {"retention": retention}
+    if unknown:
+        fit_artists, report_artists = split_artists(artists, fit_fraction, seed)
+        unknown_info.update(unknown_dir=str(unknown), fit_fraction=fit_fraction, seed=seed,
+                            fit_artists=fit_artists, report_artists=report_artists)
+        if fit_artists:
+            outliers = outputs(predictor, select_artists(images, artists, fit_artists), accelerator, batch_size,
+                               num_workers, "Other artists (fit part)")
+            outliers["probs"] = calibrated_probabilities(torch.as_tensor(outliers["logits"]), calibration).numpy()
+            train = outputs(predictor, prepared.splits["train"], accelerator, batch_size, num_workers, "Train")
+            out(f"Other artists: {len(artists)} in {unknown}; {len(fit_artists)} for fitting "
+                f"({len(outliers['labels'])} paintings), {len(report_artists)} held out for `tim evaluate --unknown`.")
+    chosen, table = choose_unknown_score(val, train, outliers, retention, seed=seed)
+    if score != "auto":
+        chosen = score
+    if table:
+        out(f"Unknown-artist scores on validation ({len(val['labels'])} known) vs the fit part of the other artists "
+            f"({len(outliers['labels'])} paintings, outlier-exposure heads cross-fitted by artist), "
+            f"threshold at {retention:.0%} of validation kept:")
+        out(f"  {'score':34} {'AUROC':>6} {'rejected':>9} {'kept':>6} {'open-set acc':>12}")
+        for row in table:
+            out(f"  {row['score']:34} {row['auroc']:6.3f} {row['unknown_rejected']:9.1%} {row['known_kept']:6.1%} "
+                f"{row['open_set_accuracy']:12.3f}")
+    elif score == "auto":
+        out("No --unknown DIR: the unknown-artist score is 1 - calibrated top probability (with paintings of other "
+            "artists Tim would compare feature-space scores and outlier exposure and keep the best).")
+
+    if chosen != "max-probability" and train is None:
+        train = outputs(predictor, prepared.splits["train"], accelerator, batch_size, num_workers, "Train")
+    stats = fit_statistics(chosen, train["features"], train["labels"], None if outliers is None else
+                           outliers["features"], seed) if chosen != "max-probability" else {}
+    detector = UnknownDetector(chosen, 0.0, stats)
+    known_scores = detector.score(torch.as_tensor(val["logits"]), torch.as_tensor(val["features"]),
+                                  torch.as_tensor(probs)).numpy()
+    detector.threshold = threshold_for(known_scores, retention)
+    kept = float((known_scores <= detector.threshold).mean())
+    unknown_info.update(validation_images=len(val["labels"]), validation_kept=kept,
+                        candidates=table, selected_by="best AUROC on validation" if table and score == "auto"
+                        else ("--score" if score != "auto" else "no other artists given"))
+    detector.info = unknown_info
+    out(f"  kept: {chosen}, threshold {detector.threshold:.4f} (keeps {kept:.1%} of validation paintings as known)")
+
+    if accelerator.is_main_process:
+        write_into_checkpoint(folder, calibration, detector)
+    accelerator.wait_for_everyone()
+    out(f"Wrote tim.calibration and tim.unknown to {folder / CONFIG_NAME}"
+        + (f" and {UNKNOWN_NAME}" if detector.tensors else ""))
+    return {"calibration": calibration.to_dict(), "unknown": detector.to_config()}
+
+
+def write_into_checkpoint(folder: Path, calibration: Calibration, detector: UnknownDetector) -> None:
+    """A copy of `folder` with the new config blocks and statistics, renamed into place (never half-written)."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.calibrate-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folder, tmp)
+    config = read_config(tmp)
+    config["tim"]["calibration"] = calibration.to_dict()
+    (tmp / UNKNOWN_NAME).unlink(missing_ok=True)
+    config["tim"]["unknown"] = detector.save(tmp)
+    (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    replace_folder(tmp, folder)
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("calibrate", help="fit calibrated confidence and the unknown-artist decision into a checkpoint",
+                       description=__doc__.split("\n\n")[0] + " Fits on the checkpoint's validation split and writes "
+                       "config.json tim.calibration / tim.unknown (+ unknown.safetensors) into the checkpoint folder.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", help="local checkpoint folder (written into)")
+    p.add_argument("--data", help="where the training paintings are on this machine (default: the recorded source); "
+                                  "the split is rebuilt from the checkpoint's recipe and refused if it differs")
+    p.add_argument("--unknown", metavar="DIR", help="paintings of OTHER artists, one folder per artist: split by "
+                                                    "artist into a fit part and a held-out report part")
+    p.add_argument("--retention", type=float, default=0.95,
+                   help="share of known-artist validation paintings the threshold keeps as known")
+    p.add_argument("--unknown-fit-fraction", type=float, default=0.5,
+                   help="share of the --unknown artists used for fitting (the rest is held out for tim evaluate)")
+    p.add_argument("--score", default="auto", choices=("auto",) + SCORES,
+                   help="unknown-artist score; auto = best AUROC among the measured candidates")
+    p.add_argument("--seed", type=int, default=0, help="seed of the artist split and the heads")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--cache-dir", help="prepared-image cache (default ~/.cache/tim/prepared)")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    try:
+        calibrate_checkpoint(args.checkpoint, args.data, args.unknown, args.retention, args.unknown_fit_fraction,
+                             args.seed, args.batch_size, args.num_workers, args.cache_dir, args.score)
+    except (EvaluationError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
