@@ -102,6 +102,21 @@ def test_cam_dir_gets_one_overlay_per_good_image_at_its_shape(checkpoint, folder
     assert len(list(cams.rglob("*_cam.jpg"))) == 3
 
 
+def test_the_bundled_model_that_knows_the_most_artists_is_the_default(tmp_path, monkeypatch):
+    """A 50-artist and a 15-artist model ship together: the broader one is chosen, whatever the folder names."""
+    import json
+
+    bundled = tmp_path / "bundled"
+    make_checkpoint(bundled / "a-fewer", "test_efficientnet", image_size=64)
+    more = make_checkpoint(bundled / "z-more", "test_efficientnet", image_size=64)
+    config = json.loads((more / "config.json").read_text())
+    config["label_names"] = config["label_names"] + ["Another_Artist"]  # only what the catalog reads
+    (more / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(tim.catalog, "BUNDLED_DIR", bundled)
+    assert tim.catalog.default_model() == str(bundled / "z-more")
+    assert [p.name for p in tim.catalog.bundled_checkpoints()] == ["z-more", "a-fewer"]
+
+
 def test_the_first_bundled_model_is_the_default(folder, tmp_path, monkeypatch, capsys):
     bundled = tmp_path / "bundled"
     make_checkpoint(bundled / "b-second", "test_resnet", image_size=64)

@@ -28,8 +28,14 @@ def checkpoint_folders(root: str | os.PathLike) -> list[Path]:
 
 
 def bundled_checkpoints() -> list[Path]:
-    """The checkpoints shipped inside the package (tim/bundled/<name>/), the default models."""
-    return checkpoint_folders(BUNDLED_DIR)
+    """The checkpoints shipped inside the package (tim/bundled/<name>/), the default models.
+
+    The model that knows the most artists comes first (it is the default), then by name.
+    """
+    def artists(folder: Path) -> int:
+        return len((_read_json(folder / CONFIG_NAME) or {}).get("label_names") or [])
+
+    return sorted(checkpoint_folders(BUNDLED_DIR), key=lambda folder: (-artists(folder), folder.name))
 
 
 def default_model() -> str:
