@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
-from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch.nn.functional import interpolate
@@ -63,18 +62,6 @@ def subsample(labels: np.ndarray, per_artist: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def make_smoke_data(root: Path, artists: int = 3, per_artist: int = 12) -> Path:
-    rng = np.random.default_rng(0)
-    for a in range(artists):
-        folder = root / f"Artist_{a}"
-        folder.mkdir(parents=True)
-        for i in range(per_artist):
-            base = np.array([80 * a, 255 - 60 * a, 40 + 50 * a])
-            pixels = np.clip(base + rng.normal(0, 40, (48, 48, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i}.jpg")
-    return root
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/datasets/paintings-50")
@@ -86,8 +73,10 @@ def main() -> None:
     args = p.parse_args()
     tmp = None
     if args.smoke:
+        from _smoke import tiny_paintings
+
         tmp = tempfile.TemporaryDirectory()
-        args.data = str(make_smoke_data(Path(tmp.name) / "paintings"))
+        args.data = str(tiny_paintings(Path(tmp.name) / "paintings"))
         args.candidates, args.pretrained, args.repeats = ["test_efficientnet:48", "test_resnet:64"], "none", 2
 
     # the split training uses (stretch at 224, every artist kept); larger backbones get it resized
