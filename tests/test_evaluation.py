@@ -330,6 +330,18 @@ def test_compare_common_images_uses_only_paintings_every_model_was_tested_on(pai
         assert row["accuracy_low"] <= row["accuracy"] <= row["accuracy_high"]
 
 
+def test_top5_accuracy_counts_the_true_artist_among_the_five_most_probable():
+    from tim.metrics import top_k_accuracy
+
+    probabilities = np.zeros((3, 8))
+    for row, ranking in enumerate(([0, 1, 2, 3, 4, 5, 6, 7], [1, 2, 0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 0, 7])):
+        probabilities[row, ranking] = np.linspace(1.0, 0.1, 8)  # artist 0 ranked 1st, 3rd, 7th
+    truth = np.zeros(3, dtype=int)
+    assert top_k_accuracy(truth, probabilities, k=1).value == pytest.approx(1 / 3)
+    top5 = top_k_accuracy(truth, probabilities, k=5, resamples=200)
+    assert top5.value == pytest.approx(2 / 3) and top5.low <= top5.value <= top5.high
+
+
 # ---------------------------------------------------------------- tim models
 
 

@@ -43,7 +43,7 @@ from tim.checkpoint import (
 from tim.data import SPLITS, DataConfig, DataError, TransformedSplit, prepare_data
 from tim.errors import UserError
 from tim.hub import load_model, resolve
-from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table
+from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table, top_k_accuracy
 from tim.plots import (
     display_name,
     plot_confusion_matrix,
@@ -190,6 +190,7 @@ def evaluate_checkpoint(
         "data": data_cfg.to_dict(),
         "metrics": {name: intervals[name].as_dict() for name in METRIC_NAMES},
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95},
+        "top5_accuracy": top_k_accuracy(references, probabilities, 5, resamples, seed).as_dict(),
         "per_artist": per_artist_table(references, predictions, artists),
         "precision": precision_block,
     }
@@ -352,6 +353,9 @@ def format_summary(results: dict) -> str:
     ]
     for name, m in results["metrics"].items():
         lines.append(f"{name:20} {m['value']:7.3f}   [{m['low']:.3f}, {m['high']:.3f}]")
+    if "top5_accuracy" in results:
+        m = results["top5_accuracy"]
+        lines.append(f"{'top5_accuracy':20} {m['value']:7.3f}   [{m['low']:.3f}, {m['high']:.3f}]")
     lines.append(f"(bootstrap: {boot['resamples']} resamples of the images, seed {boot['seed']})")
     agreement = results.get("precision", {}).get("top1_agreement_with_fp32")
     if agreement is not None:

@@ -159,6 +159,17 @@ def bootstrap_intervals(
     return {name: Interval(point[name], *_percentiles(samples[name], confidence)) for name in METRIC_NAMES}
 
 
+def top_k_accuracy(references, probabilities, k: int = 5, resamples: int = 1000, seed: int = 0,
+                   confidence: float = 0.95) -> Interval:
+    """Share of images whose true artist is among the `k` most probable, with its bootstrap interval."""
+    probabilities = np.asarray(probabilities)
+    k = min(k, probabilities.shape[1])
+    top = np.argsort(-probabilities, axis=1)[:, :k]
+    hits = (top == np.asarray(references)[:, None]).any(axis=1)
+    draws = resample_cells(np.array([np.sum(~hits), np.sum(hits)]), resamples, seed)
+    return Interval(float(hits.mean()), *_percentiles(draws[:, 1] / len(hits), confidence))
+
+
 def per_artist_table(references, predictions, artists: list[str]) -> list[dict]:
     """One row per artist (all of them, even with no test images): precision, recall, F1, support."""
     p, r, f, support = precision_recall_fscore_support(
