@@ -130,7 +130,9 @@ class ModelEntry:
                          f"({pre.get('resize_mode', '?')}).")
             labels = self.config.get("label_names") or []
             if labels:
-                lines.append(f"{len(labels)} artists: {', '.join(map(str, labels))}.")
+                from tim.plots import display_name  # "Peter_Paul_Rubens" -> "Peter Paul Rubens"
+
+                lines.append(f"{len(labels)} artists: {', '.join(display_name(str(a)) for a in labels)}.")
         acc = self.accuracy()
         if acc:
             value, low, high = acc
