@@ -61,6 +61,7 @@ TRAIN_OPTION_CASES = {  # flags -> what the message must say; none of these may 
     "an unknown architecture": (["--model", "resnet_51"], "--model.*'resnet_51'.*timm"),
     "pickled pretrained weights": (["--pretrained", "w.pth"], "--pretrained.*safetensors"),
     "missing pretrained weights": (["--pretrained", "w.safetensors"], "no such .safetensors file"),
+    "missing unknown-artist folder": (["--unknown", "other-artistz"], "one sub-folder per artist"),
     "zero epochs": (["--epochs", "0"], "--epochs.*>= 1"),
     "a negative learning rate": (["--lr-final", "-1"], "--lr-final.*>= 0"),
     "label smoothing of 1": (["--label-smoothing", "1"], "--label-smoothing"),

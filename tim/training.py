@@ -168,6 +168,8 @@ class TrainConfig:
                               "(train, validation, test) that sum to 1.")
         if not self.data.source:
             raise ConfigError("no data source: pass --data PATH_OR_HUB_ID or set data.source in the config.")
+        if self.unknown is not None and not Path(self.unknown).is_dir():
+            raise bad("unknown", "a folder of other artists' paintings, one sub-folder per artist")
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("--push-to-hub needs --hub-model-id USER/NAME (the Hub repo to push the best model to).")
 
