@@ -156,8 +156,9 @@ def evaluate_checkpoint(
     accelerator = accelerator or Accelerator()
     model, config = load_model(ref)
     local = Path(ref).is_dir()
+    folder = resolve(ref)  # where unknown.safetensors is (a Hub model's snapshot in the cache)
     predictor = Predictor(model, config, device=accelerator.device, precision=precision,
-                          checkpoint=Path(ref) if local else None, folder=resolve(ref))
+                          checkpoint=Path(ref) if local else None, folder=folder)
     data_cfg = data_config_for(config, data_config_overrides)
     with accelerator.main_process_first():  # the main process builds the image cache, the others reuse it
         data = prepare_data(data_cfg)
@@ -173,7 +174,7 @@ def evaluate_checkpoint(
     precision_block = {"name": precision}
     if precision != "fp32":
         reference = Predictor(model, config, device=accelerator.device, checkpoint=predictor.checkpoint,
-                              folder=resolve(ref))
+                              folder=folder)
         fp32 = predict_split(reference, IndexedSplit(rows, reference.transform), batch_size, num_workers,
                              accelerator, desc=f"fp32 answers on {split}")
         precision_block["top1_agreement_with_fp32"] = float(np.mean(fp32.argmax(1) == probabilities.argmax(1)))

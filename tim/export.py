@@ -87,8 +87,9 @@ def _write_checked_copy(model, config, rows, ref, folder: Path, fp16, min_agreem
         raise ExportError(f"the {'fp16 ' if fp16 else ''}copy agrees with {ref} on {agreement:.2%} of the {len(rows)} "
                           f"{split} images, below the required {min_agreement:.2%}; keep the original.")
 
-    if (Path(resolve(ref)) / UNKNOWN_NAME).is_file():  # the unknown-artist statistics named by tim.unknown
-        shutil.copy2(Path(resolve(ref)) / UNKNOWN_NAME, folder / UNKNOWN_NAME)
+    statistics = resolve(ref) / UNKNOWN_NAME  # the unknown-artist statistics named by tim.unknown
+    if statistics.is_file():
+        shutil.copy2(statistics, folder / UNKNOWN_NAME)
     exported_config["tim"]["export"] = {"dtype": "float16" if fp16 else "float32", "source": Path(ref).name,
                                         "top1_agreement": agreement, "checked_on": f"{split} ({len(rows)} images)"}
     if notes:

@@ -173,40 +173,33 @@ class CamExplainer:
         batch from a forward run elsewhere, e.g. Tim's engine, valid when `reads_features`) only the head runs
         here, forward and backward.
         """
-        if feature_map is not None:
-            return self._from_feature_map(feature_map)
-        with self._lock:
-            self._owner = threading.get_ident()
-            try:
-                with torch.inference_mode(False), torch.enable_grad():  # even when called under inference_mode
-                    cams = self._cam(batch, targets=[_top_class] * len(batch))
-                logits = self._cam.outputs.detach().float().cpu()
-                features = self._features
-            finally:
-                self._owner = None
-                self._features = None
-                self._cam.outputs = None  # drop the graph and the stored maps now, not at the next call
-                self._cam.activations_and_grads.clear()
-        return logits, features, cams
-
-    def _from_feature_map(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        if feature_map is None:
+            return self._run(self._cam, batch)
         with self._lock:
             if self._head is None:
                 head = _Head(self.model)
                 self._head = _GradCamAtSize(head, [head.tap], self.image_size)
-            param = next(self.model.parameters())
-            leaf = feature_map.detach().to(param.device, torch.float32).requires_grad_()
-            self._owner = threading.get_ident()  # lets the classifier's pre-hook keep the pooled features
+        param = next(self.model.parameters())
+        return self._run(self._head, feature_map.detach().to(param.device, torch.float32).requires_grad_())
+
+    def _run(self, cam: GradCAM, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """One call of `cam` (the whole model's, or the head's on a feature map): logits, pooled features, CAMs.
+
+        While it runs, this thread owns the hooks (the gate restarts the graph at the target, the classifier's
+        pre-hook keeps the pooled features); the graph and stored maps are dropped right after.
+        """
+        with self._lock:
+            self._owner = threading.get_ident()
             try:
-                with torch.inference_mode(False), torch.enable_grad():
-                    cams = self._head(leaf, targets=[_top_class] * len(leaf))
-                logits = self._head.outputs.detach().float().cpu()
+                with torch.inference_mode(False), torch.enable_grad():  # even when called under inference_mode
+                    cams = cam(x, targets=[_top_class] * len(x))
+                logits = cam.outputs.detach().float().cpu()
                 features = self._features
             finally:
                 self._owner = None
                 self._features = None
-                self._head.outputs = None
-                self._head.activations_and_grads.clear()
+                cam.outputs = None  # drop the graph and the stored maps now, not at the next call
+                cam.activations_and_grads.clear()
         return logits, features, cams
 
     def close(self) -> None:
