@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 from tim.catalog import bundled_checkpoints  # noqa: E402
 from tim.checkpoint import save_checkpoint  # noqa: E402
 from tim.predictor import Predictor  # noqa: E402
+from _smoke import use_threads  # noqa: E402 - benchmarks/_smoke.py
 
 PAINTINGS = REPO.parent / "shared" / "datasets" / "paintings-15"
 
@@ -90,9 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: every core)")
     parser.add_argument("--smoke", action="store_true", help="tiny random model, generated image, seconds")
     args = parser.parse_args(argv)
-    if args.threads:  # on a machine shared with other jobs, one thread each gives steadier numbers
-        torch.set_num_threads(args.threads)
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # tim.engine.cpu_threads honours it
+    use_threads(args.threads)
 
     tmp = tempfile.TemporaryDirectory()
     folder = Path(tmp.name)

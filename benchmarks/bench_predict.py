@@ -42,22 +42,16 @@ from tim.checkpoint import save_checkpoint  # noqa: E402
 from tim.hub import load_model  # noqa: E402
 from tim.images import ImageError  # noqa: E402
 from tim.predictor import Predictor  # noqa: E402
+from _smoke import tiny_paintings, use_threads  # noqa: E402 - benchmarks/_smoke.py
 
 
 def smoke_inputs(folder: Path, n: int = 6) -> tuple[str, list[tuple[str, str]]]:
     """A random-init test_efficientnet checkpoint and n generated JPEGs in `folder`."""
-    import numpy as np
-    from PIL import Image
-
     torch.manual_seed(0)
     model = timm.create_model("test_efficientnet", pretrained=False, num_classes=5)
     ref = str(save_checkpoint(model, folder / "tiny", [f"artist {i}" for i in range(5)],
                               {"resize_mode": "pad", "image_size": 64, "pad_color": [0, 0, 0]}))
-    rng = np.random.default_rng(0)
-    (folder / "images").mkdir()
-    for i in range(n):
-        pixels = rng.integers(0, 255, (60 + 10 * i, 80, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / "images" / f"{i}.jpg")
+    tiny_paintings(folder / "images", artists=1, per_artist=n, size=60)
     return ref, predict.collect([str(folder / "images")])
 
 
@@ -143,9 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: every core)")
     parser.add_argument("--smoke", action="store_true", help="tiny random model, a few generated images, seconds")
     args = parser.parse_args(argv)
-    if args.threads:  # on a machine shared with other jobs, one thread each gives steadier numbers
-        torch.set_num_threads(args.threads)
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # tim.engine.cpu_threads honours it
+    use_threads(args.threads)
 
     tmp = tempfile.TemporaryDirectory()
     if args.smoke:
