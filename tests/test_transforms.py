@@ -116,6 +116,33 @@ def test_recipe_is_the_reference_one():
                    for t in eval_transform().transforms)
 
 
+def test_strong_augmentation_reframes_and_erases():
+    """--augment strong: some draws crop a corner detail out of the frame, some blank a patch; the reference
+    augmentation does neither, and both give the model's input size."""
+    picture = Image.new("RGB", (32, 32), (90, 90, 90))
+    picture.paste((255, 255, 255), (0, 0, 6, 6))  # a white detail in the top-left corner
+    mean, std = torch.tensor(MEAN)[:, None, None], torch.tensor(STD)[:, None, None]
+
+    def draws(augment):
+        torch.manual_seed(3)
+        transform = train_transform(MEAN, STD, augment=augment, size=32)
+        return [transform(picture) for _ in range(60)]
+
+    def cut_out(x):  # no pixel of the white detail left
+        return bool(((x * std + mean).min(0).values < 0.8).all())
+
+    def erased(x):  # a 3x3 block at exactly 0: RandomErasing's value (the mean colour) after normalisation
+        blank = (x == 0).all(0).float()
+        return bool((torch.nn.functional.avg_pool2d(blank[None], 3, stride=1) == 1).any())
+
+    strong, reference = draws("strong"), draws("reference")
+    assert all(x.shape == (3, 32, 32) for x in strong + reference)
+    assert sum(map(cut_out, strong)) >= 3 and sum(map(erased, strong)) >= 3
+    assert not any(map(cut_out, reference)) and not any(map(erased, reference))
+    with pytest.raises(ValueError, match="size"):
+        train_transform(augment="strong")
+
+
 def test_eval_wrapper_on_the_same_split_does_not_switch_off_augmentation(data):
     """Tim's ancestor set the validation transform on a dataset shared with training. Here a second
     wrapper, or a transform set on the split itself, leaves the training wrapper as it was."""

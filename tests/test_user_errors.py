@@ -57,6 +57,7 @@ TRAIN_OPTION_CASES = {  # flags -> what the message must say; none of these may 
     "an unknown optimizer": (["--optimizer", "sgd"], "--optimizer.*'sgd'.*adam, adamw"),
     "an unknown scheduler": (["--scheduler", "step"], "--scheduler.*plateau, cosine, none"),
     "unknown class weights": (["--class-weights", "inverse"], "--class-weights.*none, inverse_sqrt"),
+    "unknown augmentation": (["--augment", "heavy"], "--augment.*reference, strong"),
     "unknown mixed precision": (["--mixed-precision", "fp8"], "--mixed-precision.*no, fp16, bf16"),
     "an unknown architecture": (["--model", "resnet_51"], "--model.*'resnet_51'.*timm"),
     "pickled pretrained weights": (["--pretrained", "w.pth"], "--pretrained.*safetensors"),

@@ -42,7 +42,7 @@ from tim.checkpoint import (
 )
 from tim.data import SPLITS, DataConfig, DataError, TransformedSplit, prepare_data
 from tim.errors import UserError
-from tim.hub import load_model, resolve
+from tim.hub import open_checkpoint
 from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table, top_k_accuracy
 from tim.plots import (
     display_name,
@@ -142,7 +142,7 @@ def evaluate_checkpoint(
     unknown_dir: paintings of other artists (one folder per artist) to measure the unknown-artist decision on;
     when the checkpoint was calibrated with part of that folder, only its held-out artists are used.
 
-    ref: a local checkpoint folder or a Hub id (tim.hub.load_model).
+    ref: a local checkpoint folder or a Hub id (tim.hub.open_checkpoint).
     data_config_overrides: DataConfig fields to change, usually {"source": path} (the `--data` flag).
     log_path: the run's log.csv for training_curves.png (default: CHECKPOINT/../log.csv).
     precision: "fp32" (the model's answers) or "bf16"; then the fp32 answers are computed too and
@@ -154,9 +154,8 @@ def evaluate_checkpoint(
     if split not in SPLITS:
         raise EvaluationError(f"split {split!r} is not one of {SPLITS}")
     accelerator = accelerator or Accelerator()
-    model, config = load_model(ref)
+    model, config, folder = open_checkpoint(ref)  # folder: where unknown.safetensors is (a Hub model: the cache)
     local = Path(ref).is_dir()
-    folder = resolve(ref)  # where unknown.safetensors is (a Hub model's snapshot in the cache)
     predictor = Predictor(model, config, device=accelerator.device, precision=precision,
                           checkpoint=Path(ref) if local else None, folder=folder)
     data_cfg = data_config_for(config, data_config_overrides)

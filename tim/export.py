@@ -26,7 +26,7 @@ from tim.checkpoint import (
 from tim.data import prepare_data
 from tim.errors import UserError
 from tim.evaluation import IndexedSplit, data_config_for, predict_split
-from tim.hub import load_model, resolve
+from tim.hub import open_checkpoint
 from tim.predictor import Predictor
 
 EVAL_FILES = (EVAL_RESULTS_NAME, CONFUSION_NAME, CURVES_NAME, RELIABILITY_NAME, UNKNOWN_HISTOGRAM_NAME)
@@ -58,22 +58,24 @@ def export_checkpoint(ref: str, out: str | Path, fp16: bool = True, data_overrid
     if out.exists() and not overwrite:
         raise ExportError(f"{out} already exists; pass --overwrite to replace it (only after the new copy passes "
                           "its check), or choose another output folder.")
-    model, config = load_model(ref)
+    model, config, source = open_checkpoint(ref)
     rows = prepare_data(data_config_for(config, data_overrides)).splits[split]
     staging = out.with_name(f".{out.name}.export{os.getpid()}")  # holds a folder named like `out` (the card uses it)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
         copy_ = staging / out.name
-        agreement = _write_checked_copy(model, config, rows, ref, copy_, fp16, min_agreement, split, notes)
+        agreement = _write_checked_copy(model, config, rows, ref, source, copy_, fp16, min_agreement, split, notes)
         replace_folder(copy_, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return agreement
 
 
-def _write_checked_copy(model, config, rows, ref, folder: Path, fp16, min_agreement, split, notes) -> float:
-    """Write the copy into `folder`, check it against `model` on `rows`, add the record, eval files and card."""
+def _write_checked_copy(model, config, rows, ref, source: Path, folder: Path, fp16, min_agreement, split,
+                        notes) -> float:
+    """Write the copy of `ref` (read from `source`) into `folder`, check it against `model` on `rows`, add the
+    record, eval files and card."""
     tim_block = dict(config["tim"])
     preprocessing = tim_block.pop("preprocessing")
     tim_block.pop("export", None)
@@ -87,7 +89,7 @@ def _write_checked_copy(model, config, rows, ref, folder: Path, fp16, min_agreem
         raise ExportError(f"the {'fp16 ' if fp16 else ''}copy agrees with {ref} on {agreement:.2%} of the {len(rows)} "
                           f"{split} images, below the required {min_agreement:.2%}; keep the original.")
 
-    statistics = resolve(ref) / UNKNOWN_NAME  # the unknown-artist statistics named by tim.unknown
+    statistics = source / UNKNOWN_NAME  # the unknown-artist statistics named by tim.unknown
     if statistics.is_file():
         shutil.copy2(statistics, folder / UNKNOWN_NAME)
     exported_config["tim"]["export"] = {"dtype": "float16" if fp16 else "float32", "source": Path(ref).name,
@@ -95,7 +97,6 @@ def _write_checked_copy(model, config, rows, ref, folder: Path, fp16, min_agreem
     if notes:
         exported_config["tim"]["notes"] = list(notes)
     (folder / CONFIG_NAME).write_text(json.dumps(exported_config, indent=2))
-    source = Path(ref)
     for name in EVAL_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, folder / name)

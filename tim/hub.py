@@ -122,13 +122,19 @@ def load_model(ref: str) -> tuple[torch.nn.Module, dict]:
     only safetensors weights are accepted. Raises CheckpointError (HubError for the Hub) with a
     message that says what to do.
     """
-    if not is_hub_ref(ref):
-        folder = resolve(ref)
-        check_weights(folder)  # before the config, so a pickles-only folder gets the pickle explanation
-        return load_checkpoint(folder)
+    model, config, _ = open_checkpoint(ref)
+    return model, config
+
+
+def open_checkpoint(ref: str) -> tuple[torch.nn.Module, dict, Path]:
+    """`load_model`, plus the local folder the checkpoint was read from (a Hub model's snapshot in the cache),
+    where its other files (unknown.safetensors) are: the reference is resolved, and downloaded, once."""
     folder = resolve(ref)
+    if not is_hub_ref(ref):
+        check_weights(folder)  # before the config, so a pickles-only folder gets the pickle explanation
+        return (*load_checkpoint(folder), folder)
     try:
-        return load_checkpoint(folder)
+        return (*load_checkpoint(folder), folder)
     except CheckpointError as e:  # name the repo, not only the snapshot path inside the cache
         raise HubError(f"Hub model {ref}: {e}") from None
 

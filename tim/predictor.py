@@ -16,7 +16,6 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -131,10 +130,9 @@ class Predictor:
     @classmethod
     def load(cls, ref: str, **kwargs) -> "Predictor":
         """From a local checkpoint folder or a Hub repo id (see tim.hub.resolve)."""
-        from tim.hub import is_hub_ref, load_model, resolve  # Hub layer resolves references, checks safetensors
+        from tim.hub import is_hub_ref, open_checkpoint  # Hub layer resolves references, checks safetensors
 
-        model, config = load_model(ref)
-        folder = resolve(ref)
+        model, config, folder = open_checkpoint(ref)
         if not is_hub_ref(ref):  # a Hub download's folder is the Hub's: its engine goes to the Tim cache
             kwargs.setdefault("checkpoint", folder)
         return cls(model, config, folder=folder, **kwargs)

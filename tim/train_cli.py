@@ -24,6 +24,7 @@ FLAGS = {
     "--warmup-epochs": ("warmup_epochs", float),
     "--label-smoothing": ("label_smoothing", float),
     "--class-weights": ("class_weights", str),
+    "--augment": ("augment", str),
     "--early-stopping-patience": ("early_stopping_patience", int),
     "--early-stopping-metric": ("early_stopping_metric", str),
     "--seed": ("seed", int),

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from tim.atomic import recover_folder, replace_folder, write_text_atomically
 from tim.checkpoint import save_checkpoint
 from tim.data import DataConfig, prepare_data, split_datasets
+from tim.data.transforms import AUGMENTATIONS
 from tim.errors import ConfigError, RunFolderError
 from tim.images import RESIZE_MODES
 from tim.metrics import compute_metrics
@@ -40,6 +41,7 @@ CHOICES = {  # setting -> accepted values
     "optimizer": ("adam", "adamw"),
     "scheduler": ("plateau", "cosine", "none"),
     "class_weights": ("none", "inverse_sqrt"),
+    "augment": AUGMENTATIONS,
     "early_stopping_metric": ("accuracy", "f1_macro"),
     "mixed_precision": (None, "no", "fp16", "bf16"),
 }
@@ -67,6 +69,7 @@ class TrainConfig:
     plateau_patience: int = 2
     warmup_epochs: float = 0.0  # cosine only
     label_smoothing: float = 0.0
+    augment: str = "reference"  # reference | strong (tim.data.transforms.train_transform)
     class_weights: str = "none"  # none | inverse_sqrt (weights the loss towards rare artists, for macro-F1)
     early_stopping_patience: int = 5
     early_stopping_metric: str = "accuracy"  # accuracy | f1_macro (validation)
@@ -325,7 +328,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
     norm = timm.data.resolve_data_config(model=model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    sets = split_datasets(data.splits, norm["mean"], norm["std"], pad_color=cfg.data.pad_color)
+    sets = split_datasets(data.splits, norm["mean"], norm["std"], pad_color=cfg.data.pad_color,
+                          augment=cfg.augment, size=cfg.data.image_size)
     train_set, val_set = sets["train"], sets["validation"]
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                        persistent_workers=cfg.num_workers > 0)

@@ -16,16 +16,31 @@ from tim.data.preprocess import pixels_to_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+AUGMENTATIONS = ("reference", "strong")
 
 
-def train_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD, fill=(0, 0, 0)) -> v2.Compose:
-    """The reference recipe: RandomHorizontalFlip, RandomRotation(10), ColorJitter(0.1, 0.1, 0.1).
+def train_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD, fill=(0, 0, 0), augment: str = "reference",
+                    size: int | None = None) -> v2.Compose:
+    """Training augmentation, by name (AUGMENTATIONS).
 
+    "reference": RandomHorizontalFlip, RandomRotation(10), ColorJitter(0.1, 0.1, 0.1).
+    "strong": the reference plus RandomResizedCrop(scale 0.5-1, back to `size`) before it and
+    RandomErasing(p=0.25) after it: the model sees details at new scales and cannot lean on one
+    region of a painting (the reference recipe reaches 99% training accuracy on paintings-50).
     `fill` colours the corners a rotation uncovers; pass the pad colour so they
     look like the letterbox bars the model sees everywhere else.
     """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment {augment!r} is not one of {AUGMENTATIONS}")
+    crop = []
+    if augment == "strong":
+        if size is None:
+            raise ValueError("the strong augmentation crops back to the model's input: pass size")
+        crop = [v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(0.8, 1.25), antialias=True)]
+    erase = [v2.RandomErasing(p=0.25, scale=(0.02, 0.15))] if augment == "strong" else []
     return v2.Compose(
-        [
+        crop
+        + [
             v2.RandomHorizontalFlip(),
             v2.RandomRotation(10, fill=[int(c) for c in fill]),
             v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1),
@@ -33,6 +48,7 @@ def train_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD, fill=(0, 0, 0)) -> v2.
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean, std),
         ]
+        + erase
     )
 
 
@@ -61,12 +77,12 @@ class TransformedSplit(torch.utils.data.Dataset):
 
 
 def split_datasets(
-    splits: datasets.DatasetDict, mean=IMAGENET_MEAN, std=IMAGENET_STD, pad_color=(0, 0, 0)
+    splits: datasets.DatasetDict, mean=IMAGENET_MEAN, std=IMAGENET_STD, pad_color=(0, 0, 0),
+    augment: str = "reference", size: int | None = None,
 ) -> dict[str, TransformedSplit]:
-    """One TransformedSplit per split: augmentation for "train", normalisation only for the others."""
+    """One TransformedSplit per split: `augment` (see train_transform) for "train", normalisation only for the others."""
+    train = train_transform(mean, std, fill=pad_color, augment=augment, size=size)
     return {
-        name: TransformedSplit(
-            split, train_transform(mean, std, fill=pad_color) if name == "train" else eval_transform(mean, std)
-        )
+        name: TransformedSplit(split, train if name == "train" else eval_transform(mean, std))
         for name, split in splits.items()
     }
