@@ -1,6 +1,6 @@
 """Warm latency of what the app does per image (prediction + Grad-CAM) vs Tim's fastest prediction of that image.
 
-    python benchmarks/bench_app_latency.py [--model CHECKPOINT] [--image FILE] [--runs 15]
+    python benchmarks/bench_app_latency.py [--model CHECKPOINT ...] [--image FILE] [--runs 15]
     python benchmarks/bench_app_latency.py --archs resnet50 convnext_tiny   # random-init models, timing only
     python benchmarks/bench_app_latency.py --smoke                         # tiny random model, seconds
 
@@ -55,7 +55,8 @@ def random_checkpoint(folder: Path, arch: str, size: int) -> str:
                                {"resize_mode": "pad", "image_size": size, "pad_color": [0, 0, 0]}))
 
 
-def bench(ref: str, image: str, runs: int) -> dict[str, float]:
+def steps_for(ref: str, image: str) -> tuple[dict, bool]:
+    """The three timed steps for one checkpoint, warmed up; and whether it runs in the engine."""
     predictor = Predictor.load(ref)
     engine = predictor.engine
     batch = predictor.preprocess(image)[0].unsqueeze(0)
@@ -72,18 +73,27 @@ def bench(ref: str, image: str, runs: int) -> dict[str, float]:
     for _ in range(3):  # warm-up: allocator, kernels, the CAM object
         for fn in steps.values():
             fn()
-    times: dict[str, list[float]] = {name: [] for name in steps}
+    return steps, engine is not None
+
+
+def bench(refs: list[str], image: str, runs: int) -> list[dict]:
+    """Median seconds per step for each checkpoint; runs interleave every step of every model, so load hits all."""
+    prepared = [steps_for(ref, image) for ref in refs]
+    times = [{name: [] for name in steps} for steps, _ in prepared]
     for _ in range(runs):
-        for name, fn in steps.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()} | {"engine": engine is not None}
+        for (steps, _), model_times in zip(prepared, times):
+            for name, fn in steps.items():
+                t = time.perf_counter()
+                fn()
+                model_times[name].append(time.perf_counter() - t)
+    return [{name: statistics.median(ts) for name, ts in model_times.items()} | {"engine": engine}
+            for model_times, (_, engine) in zip(times, prepared)]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="checkpoint folder (default: the bundled model)")
+    parser.add_argument("--model", nargs="+", help="checkpoint folder(s) (default: the bundled model); with several, "
+                        "each model's predict time is also given relative to the first")
     parser.add_argument("--archs", nargs="+", help="random-init timm architectures instead of --model")
     parser.add_argument("--image", help="image file (default: a painting of paintings-15, else a generated JPEG)")
     parser.add_argument("--size", type=int, default=224, help="image size of random-init checkpoints")
@@ -97,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(tmp.name)
     if args.smoke:
         os.environ.setdefault("TIM_CACHE", str(folder / "cache"))
-        args.archs, args.size, args.runs, args.image = ["test_efficientnet"], 64, 3, None
+        args.archs, args.size, args.runs, args.image = ["test_efficientnet", "test_resnet"], 64, 3, None
     image = args.image
     if image is None:
         found = sorted(PAINTINGS.glob("*/*.jpg"))[:1] if not args.smoke else []
@@ -105,16 +115,18 @@ def main(argv: list[str] | None = None) -> None:
         if not found:
             Path(image).write_bytes(painting())
     refs = [random_checkpoint(folder, a, args.size) for a in args.archs] if args.archs else \
-        [args.model or str(bundled_checkpoints()[0])]
+        (args.model or [str(bundled_checkpoints()[0])])
     with Image.open(image) as im:
         shape = f"{im.width}x{im.height}"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; image {image} ({shape}); "
           f"median of {args.runs} interleaved runs")
-    print(f"{'model':<28}{'path':>8}{'forward ms':>12}{'predict ms':>12}{'explain ms':>12}{'explain/predict':>17}")
-    for ref in refs:
-        r = bench(ref, image, args.runs)
+    print(f"{'model':<28}{'path':>8}{'forward ms':>12}{'predict ms':>12}{'explain ms':>12}{'explain/predict':>17}"
+          f"{'predict vs first':>18}")
+    results = bench(refs, image, args.runs)
+    for ref, r in zip(refs, results):
         print(f"{Path(ref).name:<28}{'engine' if r['engine'] else 'eager':>8}{r['model forward'] * 1e3:>12.1f}"
-              f"{r['predict'] * 1e3:>12.1f}{r['explain'] * 1e3:>12.1f}{r['explain'] / r['predict']:>16.2f}x")
+              f"{r['predict'] * 1e3:>12.1f}{r['explain'] * 1e3:>12.1f}{r['explain'] / r['predict']:>16.2f}x"
+              f"{r['predict'] / results[0]['predict']:>17.2f}x")
     tmp.cleanup()
 
 
