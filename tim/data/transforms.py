@@ -32,12 +32,12 @@ def train_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD, fill=(0, 0, 0), augmen
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment {augment!r} is not one of {AUGMENTATIONS}")
-    crop = []
+    crop, erase = [], []
     if augment == "strong":
         if size is None:
             raise ValueError("the strong augmentation crops back to the model's input: pass size")
         crop = [v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(0.8, 1.25), antialias=True)]
-    erase = [v2.RandomErasing(p=0.25, scale=(0.02, 0.15))] if augment == "strong" else []
+        erase = [v2.RandomErasing(p=0.25, scale=(0.02, 0.15))]
     return v2.Compose(
         crop
         + [
