@@ -6,10 +6,7 @@ Checkpoints are tiny random `test_resnet` models over a generated folder of
 """
 import csv
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from launch import two_cpu_processes
 from tim.checkpoint import load_checkpoint, save_checkpoint
 from tim.cli import main
 from tim.compare import CompareError, compare
@@ -97,12 +95,6 @@ def answers(folder: Path) -> list[tuple[str, str]]:
 def split_paths(source: Path) -> set[str]:
     return set(prepare_data(DataConfig.from_dict(data_recipe(source))).splits["test"]["path"])
 
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- metrics
@@ -257,14 +249,8 @@ def test_distributed_evaluation_counts_each_image_once(paintings, tmp_path):
     checkpoint = make_checkpoint(tmp_path / "ckpt", paintings)
     single = evaluate_checkpoint(str(checkpoint), batch_size=2, resamples=100, output_dir=tmp_path / "single")
     # 9 test images, 2 processes x batch 2: the last round is padded with repeats that must not count.
-    # `accelerate launch --cpu --num_processes 2` starts ONE process (huggingface/accelerate#2741): two CPU
-    # processes need the torchrun launcher (--multi_gpu) with ACCELERATE_USE_CPU, which selects gloo on CPU.
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(free_port()),
-               "-m", "tim.cli", "evaluate", str(checkpoint), "--batch-size", "2", "--resamples", "100",
-               "--output-dir", str(tmp_path / "distributed")]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command, env = two_cpu_processes("-m", "tim.cli", "evaluate", str(checkpoint), "--batch-size", "2",
+                                     "--resamples", "100", "--output-dir", str(tmp_path / "distributed"))
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "distributed" / "eval_results.json").read_text())

@@ -7,17 +7,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import timm
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from tim.data import DataConfig
 from tim.models import Tiers, build_model, tier_groups
 from tim.training import TrainConfig, train
 
+from launch import two_cpu_processes
 from paintings import COLOURS, make_separable_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,12 +157,8 @@ def test_accelerate_launch_two_processes(tmp_path):
     """Two CPU processes train end to end; only the main process writes checkpoints and the log."""
     data = make_separable_folder(tmp_path / "paintings")
     out = tmp_path / "run"
-    # `--cpu` alone makes Accelerate start ONE process (huggingface/accelerate#2741); this starts two (gloo)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(REPO / "train.py"), *_cli_args(data, out, epochs=2)]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "ACCELERATE_USE_CPU": "true"})
+    cmd, env = two_cpu_processes(str(REPO / "train.py"), *_cli_args(data, out, epochs=2))
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 process(es)" in result.stdout + result.stderr
     rows = list(csv.DictReader(open(out / "log.csv")))
