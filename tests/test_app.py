@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 from app_helpers import ARTISTS, bad_and_odd_files, make_checkpoint, picture, save
+from processes import free_port
 
 import tim.catalog
 from tim.app import TimApp, build_parser, create_app
@@ -199,12 +199,6 @@ def test_loaded_models_are_cached_with_a_bound():
     assert catalog.is_loaded("local:a") and not catalog.is_loaded("local:b")
     catalog.get("local:b")
     assert loads == ["a", "b", "c", "b"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_running_app_over_http(app, paintings, tmp_path):

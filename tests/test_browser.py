@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 from app_helpers import make_checkpoint, picture, save
+from processes import free_port
 
 from tim.app import TimApp
 from tim.catalog import ModelCatalog
@@ -34,12 +34,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 TIMEOUT = 180  # seconds; a busy 2-core CI machine loads the page and runs two CAMs well within this
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

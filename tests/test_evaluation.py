@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from launch import two_cpu_processes
+from processes import two_cpu_processes
 from tim.checkpoint import load_checkpoint, save_checkpoint
 from tim.cli import main
 from tim.compare import CompareError, compare

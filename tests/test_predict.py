@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from app_helpers import ARTISTS, make_checkpoint, picture, save
-from launch import two_cpu_processes
+from processes import two_cpu_processes
 from PIL import Image
 
 import tim.catalog

@@ -16,7 +16,7 @@ from tim.data import DataConfig
 from tim.models import Tiers, build_model, tier_groups
 from tim.training import TrainConfig, train
 
-from launch import two_cpu_processes
+from processes import two_cpu_processes
 from paintings import COLOURS, make_separable_folder
 
 REPO = Path(__file__).resolve().parents[1]

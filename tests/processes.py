@@ -1,4 +1,5 @@
-"""`accelerate launch` with two CPU processes, for the tests of Tim's multi-process paths."""
+"""For tests that start other processes: a free local port (the app's server, torchrun's rendezvous) and
+`accelerate launch` with two CPU processes (Tim's multi-process paths)."""
 from __future__ import annotations
 
 import os
