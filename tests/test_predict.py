@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from app_helpers import ARTISTS, make_checkpoint, picture, save
-from processes import two_cpu_processes
+from processes import REPO, two_cpu_processes
 from PIL import Image
 
 import tim.catalog
@@ -151,13 +151,12 @@ def test_accelerate_launch_two_processes_write_one_csv_in_input_order(checkpoint
     """Two CPU processes split the images; one CSV, in input order, every image exactly once."""
     import subprocess
 
-    repo = Path(__file__).resolve().parents[1]
     for i in range(5):  # 9 inputs: an odd count, so the processes get unequal shares
         save(picture(80, 70, seed=10 + i), folder / "more" / f"{i}.jpg")
     single, out = tmp_path / "single.csv", tmp_path / "launched.csv"
     assert run_cli([str(folder), "--model", str(checkpoint), "--out", str(single)]) == 0
     cmd, env = two_cpu_processes("-m", "tim", "predict", str(folder), "--model", str(checkpoint), "--out", str(out))
-    result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("images with") == 1, "only the main process reports"
     launched, expected = read(out), read(single)

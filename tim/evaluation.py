@@ -351,11 +351,9 @@ def format_summary(results: dict) -> str:
         "",
         f"{'metric':20} {'value':>7}   {int(boot['confidence'] * 100)}% interval",
     ]
-    for name, m in results["metrics"].items():
+    top5 = {"top5_accuracy": results["top5_accuracy"]} if "top5_accuracy" in results else {}  # older results lack it
+    for name, m in {**results["metrics"], **top5}.items():
         lines.append(f"{name:20} {m['value']:7.3f}   [{m['low']:.3f}, {m['high']:.3f}]")
-    if "top5_accuracy" in results:
-        m = results["top5_accuracy"]
-        lines.append(f"{'top5_accuracy':20} {m['value']:7.3f}   [{m['low']:.3f}, {m['high']:.3f}]")
     lines.append(f"(bootstrap: {boot['resamples']} resamples of the images, seed {boot['seed']})")
     agreement = results.get("precision", {}).get("top1_agreement_with_fp32")
     if agreement is not None:
