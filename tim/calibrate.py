@@ -31,8 +31,8 @@ from accelerate import Accelerator
 
 from tim.calibration import Calibration, calibrated_probabilities, ece, fit_best
 from tim.checkpoint import CONFIG_NAME, UNKNOWN_NAME, CheckpointError, load_checkpoint, read_config, replace_folder
-from tim.data import DataError, prepare_data, prepare_source
-from tim.evaluation import EvaluationError, IndexedSplit, check_artists, data_config_for, split_outputs
+from tim.data import DataError, IndexedSplit, prepare_data, prepare_source
+from tim.evaluation import EvaluationError, check_artists, data_config_for, split_outputs
 from tim.openset import (
     NEEDS_OUTLIERS,
     SCORES,

@@ -40,7 +40,7 @@ from tim.checkpoint import (
     UNKNOWN_HISTOGRAM_NAME,
     CheckpointError,
 )
-from tim.data import SPLITS, DataConfig, DataError, TransformedSplit, prepare_data
+from tim.data import SPLITS, DataConfig, DataError, IndexedSplit, prepare_data
 from tim.errors import UserError
 from tim.hub import open_checkpoint
 from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table, top_k_accuracy
@@ -59,14 +59,6 @@ LOG_NAME = "log.csv"
 
 class EvaluationError(UserError):
     """The checkpoint and the data cannot be evaluated together; the message says why and what to do."""
-
-
-class IndexedSplit(TransformedSplit):
-    """(image tensor, artist, row index): the index tells, after gathering, which image each answer is for."""
-
-    def __getitem__(self, i):
-        image, artist = super().__getitem__(i)
-        return image, artist, int(i)
 
 
 def data_config_for(config: dict, overrides: dict | None = None) -> DataConfig:

@@ -23,9 +23,9 @@ from tim.checkpoint import (
     CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, RELIABILITY_NAME, UNKNOWN_HISTOGRAM_NAME,
     UNKNOWN_NAME, load_checkpoint, replace_folder, save_checkpoint,
 )
-from tim.data import prepare_data
+from tim.data import IndexedSplit, prepare_data
 from tim.errors import UserError
-from tim.evaluation import IndexedSplit, data_config_for, predict_split
+from tim.evaluation import data_config_for, predict_split
 from tim.hub import open_checkpoint
 from tim.predictor import Predictor
 

@@ -34,6 +34,8 @@ FLAGS = {
     "--max-steps-per-epoch": ("max_steps_per_epoch", int),
     "--hub-model-id": ("hub_model_id", str),
     "--unknown": ("unknown", str),
+    "--distill-weight": ("distill_weight", float),
+    "--distill-temperature": ("distill_temperature", float),
 }
 FLAG_HELP = {"--unknown": {"metavar": "DIR", "help": "paintings of other artists (one folder per artist) for the "
                                                    "unknown-artist decision fitted at the end (see tim calibrate)"}}
@@ -54,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, type=float, default=None)
     for flag in SWITCHES:
         p.add_argument(flag, action="store_true", default=None)
+    p.add_argument("--teacher", dest="teachers", action="append", default=None, metavar="CHECKPOINT",
+                   help="distil from this trained checkpoint (repeat for an ensemble; see tim/distill.py)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
     p.add_argument("--no-evaluate", dest="evaluate_test", action="store_false", default=None,
                    help="skip the test-split evaluation of the best checkpoint at the end")
@@ -73,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for flag, name in SWITCHES.items():
         if getattr(args, name, None):
             base[name] = True
-    for name in ("channels_last", "evaluate_test", "calibrate"):
+    for name in ("channels_last", "evaluate_test", "calibrate", "teachers"):
         if getattr(args, name) is not None:
             base[name] = getattr(args, name)
     tiers = dict(base.get("tiers") or {})

@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 
 from tim.atomic import recover_folder, replace_folder, write_text_atomically
 from tim.checkpoint import save_checkpoint
-from tim.data import DataConfig, prepare_data, split_datasets
+from tim.data import DataConfig, IndexedSplit, prepare_data, split_datasets
 from tim.data.transforms import AUGMENTATIONS
+from tim.distill import DistillationLoss, teacher_targets
 from tim.errors import ConfigError, RunFolderError
 from tim.images import RESIZE_MODES
 from tim.metrics import compute_metrics
@@ -71,6 +72,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: str = "reference"  # reference | strong (tim.data.transforms.train_transform)
     class_weights: str = "none"  # none | inverse_sqrt (weights the loss towards rare artists, for macro-F1)
+    teachers: list[str] = field(default_factory=list)  # checkpoints to distil from (tim.distill)
+    distill_weight: float = 0.5  # share of the loss that follows the teachers
+    distill_temperature: float = 2.0
     early_stopping_patience: int = 5
     early_stopping_metric: str = "accuracy"  # accuracy | f1_macro (validation)
     seed: int = 42
@@ -117,7 +121,8 @@ class TrainConfig:
             return ConfigError(f"{name} ({flag}) = {getattr(self, name)!r} is not accepted: {accepted}.")
 
         numbers = {name: getattr(self, name) for name in ("weight_decay", "warmup_epochs", "label_smoothing",
-                                                           "plateau_factor")}
+                                                           "plateau_factor", "distill_weight",
+                                                           "distill_temperature")}
         numbers.update({f"lr_{t}": getattr(self.tiers, t) for t in ("early", "intermediate", "final")})
         for name, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -173,6 +178,16 @@ class TrainConfig:
             raise ConfigError("no data source: pass --data PATH_OR_HUB_ID or set data.source in the config.")
         if self.unknown is not None and not Path(self.unknown).is_dir():
             raise bad("unknown", "a folder of other artists' paintings, one sub-folder per artist")
+        if not 0 <= self.distill_weight <= 1:
+            raise bad("distill_weight", "a number from 0 (labels only) to 1 (teachers only)")
+        if not self.distill_temperature > 0:
+            raise bad("distill_temperature", "a number > 0")
+        from tim.hub import is_hub_ref
+
+        for teacher in self.teachers:
+            if not is_hub_ref(teacher) and not Path(teacher).is_dir():
+                raise ConfigError(f"teachers (--teacher) = {teacher!r} is not accepted: no such checkpoint folder "
+                                  "(give a folder written by `tim train`, e.g. runs/NAME/best, or a Hub repo id).")
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("--push-to-hub needs --hub-model-id USER/NAME (the Hub repo to push the best model to).")
 
@@ -245,13 +260,13 @@ def train_one_epoch(model, batches, optimizer, scheduler, criterion, accelerator
     started, steps = time.perf_counter(), 0
     sums = torch.zeros(3, device=accelerator.device, dtype=torch.float64)
     bar = tqdm(batches, desc=desc, disable=not accelerator.is_main_process, leave=False)
-    for i, (x, y) in enumerate(bar):
+    for i, (x, y, *index) in enumerate(bar):  # the row index comes only with --teacher (tim.distill)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with accelerator.accumulate(model):
             with accelerator.autocast():
                 logits = model(x)
-                loss = criterion(logits, y)
+                loss = criterion(logits, y, *index)
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
@@ -322,6 +337,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
         print(f"Skipped {len(data.bad_files)} unreadable file(s):")
         for bad in data.bad_files:
             print(f"  {bad.path}: {bad.reason}")
+    preprocessing = {"resize_mode": cfg.data.resize_mode, "image_size": cfg.data.image_size,
+                     "pad_color": list(cfg.data.pad_color)}
+    if cfg.teachers:  # their answers on every training painting, before the run folder is touched
+        targets = teacher_targets(cfg.teachers, data.splits["train"], data.artists, preprocessing,
+                                  cfg.distill_temperature, cfg.batch_size, cfg.num_workers, accelerator)
 
     # ---- model, with the normalisation its pretrained weights expect
     model = build_model(cfg.model, num_classes=len(data.artists), pretrained=cfg.pretrained)
@@ -331,6 +351,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
     sets = split_datasets(data.splits, norm["mean"], norm["std"], pad_color=cfg.data.pad_color,
                           augment=cfg.augment, size=cfg.data.image_size)
     train_set, val_set = sets["train"], sets["validation"]
+    if cfg.teachers:  # the loss looks up the teachers' answer for each painting by its row index
+        train_set = IndexedSplit(data.splits["train"], train_set.transform)
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                        persistent_workers=cfg.num_workers > 0)
     train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > cfg.batch_size, **loader_args)
@@ -367,8 +389,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
         label_smoothing=cfg.label_smoothing,
     )
     checkpoint_extra = {"data": cfg.data.to_dict(), "train": _recipe(cfg)}
-    preprocessing = {"resize_mode": cfg.data.resize_mode, "image_size": cfg.data.image_size,
-                     "pad_color": list(cfg.data.pad_color)}
+    if cfg.teachers:
+        criterion = DistillationLoss(criterion, targets, cfg.distill_weight, cfg.distill_temperature).to(
+            accelerator.device)
 
     while progress.epoch < cfg.epochs and progress.bad_epochs < cfg.early_stopping_patience:
         epoch, started = progress.epoch, time.perf_counter()

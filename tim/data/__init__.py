@@ -16,7 +16,7 @@ import numpy as np
 from tim.data.preprocess import BadFile, cache_folder, default_cache_dir, pixels_to_image, preprocess
 from tim.data.sources import SOURCES, detect_source, load_source
 from tim.data.split import SPLITS, DataError, FilterReport, SplitReport, filter_artists, split_dataset
-from tim.data.transforms import TransformedSplit, eval_transform, split_datasets, train_transform
+from tim.data.transforms import IndexedSplit, TransformedSplit, eval_transform, split_datasets, train_transform
 
 
 @dataclass
@@ -103,7 +103,8 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
 
 
 __all__ = [
-    "SOURCES", "SPLITS", "BadFile", "DataConfig", "DataError", "PreparedData", "PreparedSource", "TransformedSplit",
+    "SOURCES", "SPLITS", "BadFile", "DataConfig", "DataError", "IndexedSplit", "PreparedData", "PreparedSource",
+    "TransformedSplit",
     "cache_folder", "default_cache_dir", "detect_source", "eval_transform", "filter_artists", "load_source",
     "pixels_to_image", "prepare_data", "prepare_source", "preprocess", "split_datasets", "split_dataset",
     "train_transform",

@@ -76,6 +76,15 @@ class TransformedSplit(torch.utils.data.Dataset):
         return self.transform(pixels_to_image(row["pixels"])), int(row["artist"])
 
 
+class IndexedSplit(TransformedSplit):
+    """(image tensor, artist, row index): the index tells which painting each answer is for, after
+    gathering (evaluation) or shuffling (distillation looks up the teachers' answer)."""
+
+    def __getitem__(self, i):
+        image, artist = super().__getitem__(i)
+        return image, artist, int(i)
+
+
 def split_datasets(
     splits: datasets.DatasetDict, mean=IMAGENET_MEAN, std=IMAGENET_STD, pad_color=(0, 0, 0),
     augment: str = "reference", size: int | None = None,
