@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from tim.checkpoint import save_checkpoint  # noqa: E402
 from tim.compare import find_evaluated, keep_common_images  # noqa: E402
 from tim.errors import UserError  # noqa: E402
+from tim.images import ImageError  # noqa: E402
 from tim.metrics import paired_test  # noqa: E402
 from tim.predictor import Predictor  # noqa: E402
 from _smoke import tiny_paintings  # noqa: E402 - benchmarks/_smoke.py
@@ -79,11 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     missing = [a for a in shared if a not in labels]
     if missing:
         sys.exit(f"error: {large.name} does not know {missing[:3]}: this compares a model with one that knows more.")
-    columns = [labels.index(a) for a in shared]
-    asked_small = []
-    for start in range(0, len(keys), 32):
-        batch = torch.stack([predictor.preprocess(str(data / k))[0] for k in keys[start:start + 32]])
-        asked_small += [shared[i] for i in predictor.probabilities(batch)[:, columns].argmax(1)]
+    found = predictor.predict([str(data / k) for k in keys], k=len(labels))  # every artist's probability
+    unreadable = [str(a) for a in found if isinstance(a, ImageError)]
+    if unreadable:
+        sys.exit(f"error: {len(unreadable)} test paintings cannot be read under --data {data}: {unreadable[0]}")
+    asked_small = [max(shared, key=dict(a.top).get) for a in found]
 
     answers = {"own answers": [large.predictions[k][1] for k in keys], "among the smaller model's artists": asked_small}
     wrong = [(t, p) for t, p in zip(truth, answers["own answers"]) if p != t]
