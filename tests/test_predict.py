@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from app_helpers import ARTISTS, make_checkpoint, picture, save
-from processes import REPO, two_cpu_processes
+from processes import REPO, free_port, two_cpu_processes
 from PIL import Image
 
 import tim.catalog
@@ -165,3 +165,18 @@ def test_accelerate_launch_two_processes_write_one_csv_in_input_order(checkpoint
     assert [r["artist"] for r in launched] == [r["artist"] for r in expected]
     assert [float(r["confidence"] or 0) for r in launched] == pytest.approx(
         [float(r["confidence"] or 0) for r in expected], abs=1e-4)
+
+
+def test_the_tim_command_closes_the_process_group_it_ran_under(checkpoint, folder, tmp_path):
+    """A process left with its gloo group open can abort at exit after its work is done, failing the launch."""
+    import torch.distributed as dist
+
+    from tim.cli import main
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        assert main(["predict", str(folder), "--model", str(checkpoint), "--out", str(tmp_path / "r.csv")]) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

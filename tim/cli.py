@@ -45,7 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(command).parse_args(argv)
-    return run_command(args.func, args)  # a user error: one line on stderr, exit status 1
+    try:
+        return run_command(args.func, args)  # a user error: one line on stderr, exit status 1
+    finally:
+        end_process_group()
+
+
+def end_process_group() -> None:
+    """Close the process group that `accelerate launch` opened (predict, evaluate, calibrate under several processes).
+
+    A process that exits with it open can abort in gloo's teardown ("terminate called without an active
+    exception", pytorch/pytorch#190489) and fail the whole launch after its work is done.
+    """
+    if "torch.distributed" not in sys.modules:  # `tim data`, `tim --help`: torch was never imported
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
