@@ -21,15 +21,16 @@ def teacher_targets(teachers: list[str], train_split, artists: list[str], prepro
                     batch_size: int, num_workers: int, accelerator) -> torch.Tensor:
     """N x K averaged probabilities at `temperature` for the rows of `train_split`, in row order."""
     from tim.data import IndexedSplit
-    from tim.evaluation import split_outputs
+    from tim.evaluation import artist_mismatch, split_outputs
     from tim.predictor import Predictor
 
     total = None
     for ref in teachers:
         teacher = Predictor.load(ref)
-        if list(teacher.labels) != list(artists):
-            raise ConfigError(f"--teacher {ref}: it knows other artists than this run's data "
-                              f"({len(teacher.labels)} against {len(artists)}); use a teacher trained on the same artists.")
+        mismatch = artist_mismatch(teacher.labels, artists)
+        if mismatch is not None:
+            raise ConfigError(f"--teacher {ref}: it knows other artists than this run's data ({mismatch}); "
+                              "use a teacher trained on the same artists.")
         theirs = teacher.config["tim"]["preprocessing"]
         if (theirs["resize_mode"], int(theirs["image_size"])) != (preprocessing["resize_mode"],
                                                                     preprocessing["image_size"]):

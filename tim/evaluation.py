@@ -88,10 +88,10 @@ def data_config_for(config: dict, overrides: dict | None = None) -> DataConfig:
     return dataclasses.replace(cfg, **overrides)
 
 
-def check_artists(checkpoint_artists: list[str], data_artists: list[str], source: str) -> None:
-    """Refuse to evaluate when the data's artists are not the model's, in the same order."""
+def artist_mismatch(checkpoint_artists: list[str], data_artists: list[str]) -> str | None:
+    """How a model's artists differ from the data's (None: the same artists, in the same order)."""
     if list(checkpoint_artists) == list(data_artists):
-        return
+        return None
     missing = [a for a in checkpoint_artists if a not in data_artists]
     extra = [a for a in data_artists if a not in checkpoint_artists]
     detail = []
@@ -99,10 +99,16 @@ def check_artists(checkpoint_artists: list[str], data_artists: list[str], source
         detail.append(f"the model knows {missing} but the data has no such artist")
     if extra:
         detail.append(f"the data has {extra} that the model never learned")
-    if not detail:
-        detail.append("the same artists in a different order")
+    return "; ".join(detail) or "the same artists in a different order"
+
+
+def check_artists(checkpoint_artists: list[str], data_artists: list[str], source: str) -> None:
+    """Refuse to evaluate when the data's artists are not the model's, in the same order."""
+    detail = artist_mismatch(checkpoint_artists, data_artists)
+    if detail is None:
+        return
     raise EvaluationError(
-        f"the artists of {source} do not match the checkpoint's label_names: {'; '.join(detail)}. "
+        f"the artists of {source} do not match the checkpoint's label_names: {detail}. "
         f"The checkpoint has {len(checkpoint_artists)} artists, the data {len(data_artists)}. "
         "Point --data at the paintings the model was trained on."
     )
