@@ -36,6 +36,8 @@ CURVES_NAME = "training_curves.png"
 UNKNOWN_NAME = "unknown.safetensors"
 RELIABILITY_NAME = "reliability_diagram.png"
 UNKNOWN_HISTOGRAM_NAME = "unknown_scores.png"
+# what `tim calibrate --not-paintings` writes: the "doesn't look like a painting" head (tim.painting)
+PAINTING_NAME = "painting.safetensors"
 
 
 class CheckpointError(UserError):

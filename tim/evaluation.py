@@ -246,6 +246,23 @@ def split_outputs(predictor: Predictor, dataset: IndexedSplit, batch_size: int, 
     return torch.cat(gathered_logits).numpy()[order], torch.cat(gathered_features).numpy()[order]
 
 
+def simulated_photos(rows, indices, style: str, seed: int = 0):
+    """Tim's simulated phone photos (tim.photos) of the paintings `rows[indices]`, one at a time (seeded by
+    `seed` + row index, so two runs agree): an iterator of SimulatedPhoto."""
+    from tim.data import pixels_to_image
+    from tim.photos import simulate_photo
+
+    pixels = rows.select_columns(["pixels"]).with_format(None)
+    for i in indices:
+        yield simulate_photo(pixels_to_image(pixels[int(i)]["pixels"]), seed=seed + int(i), style=style)
+
+
+def open_pictures(predictor: Predictor, paths):
+    """The decoded pictures of `paths`, one at a time, as the Predictor opens them."""
+    for path in paths:
+        yield predictor.preprocessor.open(path)
+
+
 def calibration_report(predictor: Predictor, logits: np.ndarray, calibrated: np.ndarray,
                        references: np.ndarray) -> tuple[dict, tuple[dict, dict]]:
     """ECE before (plain softmax) and after the checkpoint's calibration; and the two reliability tables."""
