@@ -258,9 +258,11 @@ def simulated_photos(rows, indices, style: str, seed: int = 0):
 
 
 def open_pictures(predictor: Predictor, paths):
-    """The decoded pictures of `paths`, one at a time, as the Predictor opens them."""
+    """The decoded pictures of `paths`, one at a time, as the Predictor opens them to locate paintings."""
+    from tim.predictor import LOCATE_DRAFT
+
     for path in paths:
-        yield predictor.preprocessor.open(path)
+        yield predictor.preprocessor.open(path, LOCATE_DRAFT)
 
 
 def calibration_report(predictor: Predictor, logits: np.ndarray, calibrated: np.ndarray,

@@ -38,6 +38,9 @@ from tim.images import DECODE_SCALE, Box, ImageError, ImageSource, _describe, lo
 MAX_ASPECT = 20.0
 # Explanations are drawn at most this many pixels on the long side (the original's aspect is kept).
 DISPLAY_SIDE = 1024
+# A picture to be located is decoded at least this many times the model's size (a JPEG draft), so that a
+# painting covering half of a phone photo still has the model's resolution once straightened.
+LOCATE_DRAFT = 2
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -85,7 +88,7 @@ class Piece:
 
     tensor: torch.Tensor
     box: Box
-    picture: Image.Image  # what the model saw, before squaring: the original or the straightened painting
+    picture: Image.Image | None  # what the model saw, before squaring: the original or the straightened painting
     region: int = 0
     corners: np.ndarray | None = None  # in the file's pixels
 
@@ -104,9 +107,9 @@ class Preprocessor:
     pad_color: tuple
     transform: Callable
 
-    def open(self, source: ImageSource) -> Image.Image:
-        """The upright RGB picture (JPEGs draft-decoded near the model's size); ImageError for a strip."""
-        original = load_rgb(source, draft_size=self.image_size)
+    def open(self, source: ImageSource, draft: int = 1) -> Image.Image:
+        """The upright RGB picture (JPEGs draft-decoded near `draft` x the model's size); ImageError for a strip."""
+        original = load_rgb(source, draft_size=draft * self.image_size)
         long, short = max(original.size), min(original.size)
         if long > MAX_ASPECT * short:
             raise ImageError(
@@ -125,7 +128,7 @@ class Preprocessor:
 
     def pieces(self, source: ImageSource, whole: bool = False) -> tuple[Image.Image, list[Piece]]:
         """(the picture, a Piece per painting found in it, largest first; or one Piece, the whole picture)."""
-        original = self.open(source)
+        original = self.open(source, 1 if whole else LOCATE_DRAFT)
         return original, self.pieces_of(original, whole)
 
     def pieces_of(self, picture: Image.Image, whole: bool = False) -> list[Piece]:
