@@ -193,3 +193,14 @@ def test_a_painting_block_without_its_file_is_refused_with_what_to_do(tmp_path):
     config = {"tim": {"painting": {"file": PAINTING_NAME, "threshold": 0.5}}}
     with pytest.raises(CheckpointError, match="tim calibrate --not-paintings"):
         PaintingDetector.from_checkpoint(config, tmp_path)
+
+
+def test_only_painting_refits_the_decision_and_keeps_calibration_and_unknown(calibrated):
+    folder, paintings, pages = calibrated
+    before = read_config(folder)["tim"]
+    assert main(["calibrate", str(folder), "--data", str(paintings), "--not-paintings", str(pages),
+                 "--only-painting", "--seed", "1"]) == 0
+    after = read_config(folder)["tim"]
+    assert after["calibration"] == before["calibration"] and after["unknown"] == before["unknown"]
+    assert after["painting"]["seed"] == 1 and (folder / PAINTING_NAME).is_file()
+    assert Predictor.load(str(folder)).painting.threshold == pytest.approx(after["painting"]["threshold"])

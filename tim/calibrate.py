@@ -137,6 +137,8 @@ def choose_unknown_score(val: dict, train: dict | None, outliers: dict | None, r
     return best["score"], table
 
 
+# training scans among the paintings with --only-painting (the full run has every one's features anyway)
+ONLY_PAINTING_TRAIN = 2000
 # simulated phone photos among the paintings the not-a-painting head is fitted on (training split), and per
 # style for its figure (validation split): enough to measure a 3% goal, minutes on a 2-core CPU
 PHOTOS_FIT = 600
@@ -205,6 +207,39 @@ def fit_painting_decision(predictor: Predictor, prepared, train: dict, val: dict
         f"painting'; validation scans {scans:.1%}; simulated photos of validation paintings "
         + ", ".join(f"{style} {v:.1%}" for style, v in photo_rejected.items()))
     return detector
+
+
+def fit_painting_only(folder: Path, not_paintings: str, data: str | None = None, fit_fraction: float = 0.5,
+                      seed: int = 0, retention: float = SCAN_RETENTION, batch_size: int = 64, num_workers: int = 0,
+                      cache_dir: str | None = None, accelerator: Accelerator | None = None, out=print) -> dict:
+    """`--only-painting`: fit the not-a-painting decision alone, keeping the checkpoint's calibration and
+    unknown-artist decision as they are (the head reads features, which they do not change)."""
+    accelerator = accelerator or Accelerator()
+    model, config = load_checkpoint(folder)
+    predictor = raw_predictor(model, config, accelerator.device)
+    data_cfg = data_config_for(config, {k: v for k, v in (("source", data), ("cache_dir", cache_dir)) if v})
+    prepared = prepare_data(data_cfg)
+    check_artists(predictor.labels, prepared.artists, data_cfg.source)
+    check_split(config, prepared)
+    not_painting_files(not_paintings)
+    train_rows = prepared.splits["train"]
+    picks = np.sort(np.random.default_rng(seed).choice(len(train_rows), min(ONLY_PAINTING_TRAIN, len(train_rows)),
+                                                       replace=False))
+    val = outputs(predictor, prepared.splits["validation"], accelerator, batch_size, num_workers, "Validation")
+    train = outputs(predictor, train_rows.select(picks), accelerator, batch_size, num_workers, "Train (part)")
+    painting = fit_painting_decision(predictor, prepared, train, val, None, not_paintings, fit_fraction, seed,
+                                     retention, out)
+    if accelerator.is_main_process:
+        tmp = folder.with_name(f".{folder.name}.calibrate-tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(folder, tmp)
+        written = read_config(tmp)
+        written["tim"]["painting"] = painting.save(tmp)
+        (tmp / CONFIG_NAME).write_text(json.dumps(written, indent=2, ensure_ascii=False) + "\n")
+        replace_folder(tmp, folder)
+    accelerator.wait_for_everyone()
+    out(f"Wrote tim.painting to {folder / CONFIG_NAME} and {PAINTING_NAME} (calibration and unknown-artist kept)")
+    return {"painting": painting.to_config()}
 
 
 def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: str | None = None,
@@ -353,6 +388,9 @@ def add_cli(sub) -> None:
                         "into a fit part and a held-out part reported on")
     p.add_argument("--not-paintings-fit-fraction", type=float, default=0.5,
                    help="share of the --not-paintings classes used for fitting")
+    p.add_argument("--only-painting", action="store_true",
+                   help="with --not-paintings: fit only the not-a-painting decision, keep the checkpoint's "
+                        "calibration and unknown-artist decision as they are")
     p.add_argument("--painting-retention", type=float, default=SCAN_RETENTION,
                    help="share of validation scans the not-a-painting threshold lets pass as paintings")
     p.add_argument("--seed", type=int, default=0, help="seed of the artist split and the heads")
@@ -364,6 +402,14 @@ def add_cli(sub) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     try:
+        if args.only_painting:
+            if not args.not_paintings:
+                raise OpenSetError("--only-painting fits the not-a-painting decision: pass --not-paintings DIR")
+            if not Path(args.checkpoint).is_dir():
+                raise CheckpointError(f"{args.checkpoint}: not a checkpoint folder.")
+            fit_painting_only(Path(args.checkpoint), args.not_paintings, args.data, args.not_paintings_fit_fraction,
+                              args.seed, args.painting_retention, args.batch_size, args.num_workers, args.cache_dir)
+            return 0
         calibrate_checkpoint(args.checkpoint, args.data, args.unknown, args.retention, args.unknown_fit_fraction,
                              args.seed, args.batch_size, args.num_workers, args.cache_dir, args.score,
                              not_paintings=args.not_paintings,
