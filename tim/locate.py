@@ -29,28 +29,36 @@ SNAP = 0.05              # a side moves at most this share of the long side onto
 TURN = 4                 # px (at SNAP_SIDE): how far each end of a side may then move to turn it onto the edge
 SHARP = 0.6              # edges at least this share as sharp as the sharpest near a side count as sharp
 MIN_BORDER_WALL = 0.5    # a photo of a painting shows wall along at least this share of its outermost pixels
-MAX_SKEW = 20            # degrees: a painting's corners look at most this far from a right angle
-MIN_SIDE_RATIO = 0.75    # ... and its opposite sides at least this similar in length
+FLAT = 0.05              # a border this close to one smooth colour field (median Lab distance) is digital:
+                         # a scan's or a screenshot's margin, an artist's flat border, never a photographed wall
+MAX_SKEW = 30            # degrees: a painting's corners look at most this far from a right angle
+MIN_SIDE_RATIO = 0.6     # ... and its opposite sides at least this similar in length
 MIN_SUPPORT = 0.4        # every side of a painting runs along a clear edge on at least this share of its length
 SUPPORT_EDGE = 16.0      # Lab gradient (Sobel, at SNAP_SIDE) of a clear edge
 EDGE = 24.0              # Lab gradient (Sobel) above which a pixel is an edge
 BORDER = 0.03            # the wall's colour is modelled from a border strip this wide (share of the long side)
 WALL_DISTANCE = 20.0     # Lab distance from the wall's colour under which a pixel may be wall
+FRAMES = 2               # straighten cuts off up to this many frames inside each other (a frame, then a mat)
+FRAME_SIDE = 256         # px: the long side a frame is looked for at
+FRAME_WIDTH = 0.15       # a frame is at most this share of the painting's width (or height) on each side
+FRAME_EDGE = 30.0        # Lab gradient (Sobel, mean along the side) of a frame's inner edge
+FRAME_STD = 12.0         # a frame's colour varies at most this much (Lab) along a side
 COLOURS = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (120, 255, 120)]
 
 
 def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndarray]:
     """Each painting's corners (4, 2) float32 in `picture`'s pixels, clockwise from top-left, largest first.
     [] means the picture already is the painting (no wall around anything that looks like one)."""
-    rgb = np.asarray(picture.convert("RGB"))
+    rgb = np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
     fine, scale = shrunk(rgb, SNAP_SIDE)
     coarse, factor = shrunk(fine, SEARCH_SIDE)
     lab = lab_of(coarse)
     gx, gy = gradients(lab)
     smooth = cv2.dilate(edge_map(gx, gy).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
-    wall_coloured = wall_colour_distance(lab) < WALL_DISTANCE
+    distance = wall_colour_distance(lab)
+    wall_coloured = distance < WALL_DISTANCE
     wall = wall_mask(smooth, wall_coloured)
-    if border_share(wall) < MIN_BORDER_WALL:
+    if border_share(wall) < MIN_BORDER_WALL or np.median(border_pixels(distance)) < FLAT:
         return []
     fine_gradients = None
     candidates = []
@@ -65,11 +73,17 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
 
 
 def shrunk(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    """`rgb` with its long side at most `side` px, and the scale factor used."""
-    scale = min(1.0, side / max(rgb.shape[:2]))
-    if scale < 1:
-        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return rgb, scale
+    """`rgb` with its long side at most `side` px, and the scale factor used: halved (pixel areas averaged, cheap)
+    while still twice too large, then bilinear the rest of the way."""
+    long = max(rgb.shape[:2])
+    small = rgb
+    while max(small.shape[:2]) >= 2 * side:
+        small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    scale = min(side, max(small.shape[:2])) / long
+    if max(small.shape[:2]) > side:
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        small = cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
+    return small, scale
 
 
 def lab_of(rgb: np.ndarray) -> np.ndarray:
@@ -102,7 +116,7 @@ def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
     a, b = basis[border][::3], lab[border][::3]  # every third border pixel is plenty
     keep = np.ones(len(a), bool)
     for _ in range(2):  # fit, then refit on the better-fitting 60% (what is not wall on the border drops out)
-        coef = np.linalg.lstsq(a[keep], b[keep], rcond=None)[0]
+        coef = np.linalg.solve(a[keep].T @ a[keep] + 1e-3 * np.eye(6, dtype=np.float32), a[keep].T @ b[keep])
         residual = np.linalg.norm(b - a @ coef, axis=1)
         keep = residual <= np.quantile(residual, 0.6)
     difference = (lab - basis @ coef) * (0.5, 1.0, 1.0)
@@ -182,9 +196,14 @@ def clockwise(points: np.ndarray) -> np.ndarray:
     return np.roll(points, -int(np.argmin(points.sum(1))), axis=0)
 
 
+def border_pixels(image: np.ndarray) -> np.ndarray:
+    """The picture's outermost pixels, in one array."""
+    return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+
+
 def border_share(mask: np.ndarray) -> float:
     """The share of the picture's outermost pixels that are in `mask`."""
-    return float(np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]]).mean())
+    return float(border_pixels(mask).mean())
 
 
 def rectangular(quad: np.ndarray) -> bool:
@@ -250,18 +269,64 @@ def outward_normal(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.array([t[1], -t[0]], np.float32)
 
 
-def straighten(picture: Image.Image, corners: np.ndarray) -> Image.Image:
+def straighten(picture: Image.Image, corners: np.ndarray, trim_frame: bool = True) -> Image.Image:
     """The quadrilateral `corners` (TL, TR, BR, BL) of `picture` warped to an upright rectangle at its own aspect
-    ratio (its mean side lengths, so the painting keeps about the resolution it has in the picture)."""
+    ratio (its mean side lengths, so the painting keeps about the resolution it has in the picture). With
+    `trim_frame`, a frame (or mat) seen inside the corners is cut off: the outline of a framed painting is the
+    frame's, but the model should see the canvas."""
+    rgb = np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
     corners = np.asarray(corners, np.float32)
+    for _ in range(FRAMES if trim_frame else 0):
+        inner = inside_frame(rgb, corners)
+        if inner is None:
+            break
+        corners = inner
+    return Image.fromarray(warp(rgb, corners, upright_size(corners)))
+
+
+def upright_size(corners: np.ndarray) -> tuple[int, int]:
+    """(width, height) of the upright rectangle for `corners`: the mean lengths of opposite sides."""
     width = (np.linalg.norm(corners[1] - corners[0]) + np.linalg.norm(corners[2] - corners[3])) / 2
     height = (np.linalg.norm(corners[3] - corners[0]) + np.linalg.norm(corners[2] - corners[1])) / 2
-    width, height = max(1, round(width)), max(1, round(height))
+    return max(1, round(width)), max(1, round(height))
+
+
+def warp(rgb: np.ndarray, corners: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The quadrilateral `corners` of `rgb` warped onto an upright `size` (width, height) rectangle."""
+    width, height = size
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
     matrix = cv2.getPerspectiveTransform(corners, target)
-    rgb = np.asarray(picture.convert("RGB"))
-    return Image.fromarray(cv2.warpPerspective(rgb, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                                               borderMode=cv2.BORDER_REPLICATE))
+    return cv2.warpPerspective(rgb, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
+    """The corners of what a frame inside `corners` holds, or None when there is no frame: on each side, a sharp
+    straight edge parallel to it, at most FRAME_WIDTH in, with a band of one colour between (the frame)."""
+    width, height = upright_size(corners)
+    scale = min(1.0, FRAME_SIDE / max(width, height))
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    lab = lab_of(warp(rgb, corners, size))
+    gx, gy = gradients(lab)
+    across = {"top": np.abs(gy).max(-1), "bottom": np.abs(gy).max(-1)[::-1], "left": np.abs(gx).max(-1).T,
+              "right": np.abs(gx).max(-1).T[::-1]}
+    colours = {"top": lab, "bottom": lab[::-1], "left": lab.transpose(1, 0, 2), "right": lab.transpose(1, 0, 2)[::-1]}
+    insets = {}
+    for side, strength in across.items():  # rows = depth in from that side, columns = along it
+        depth, length = strength.shape
+        middle = slice(length // 10, length - length // 10)
+        profile = strength[:, middle].mean(1)
+        low, high = max(2, round(0.015 * depth)), max(3, round(FRAME_WIDTH * depth))
+        inset = low + int(np.argmax(profile[low:high]))
+        band = colours[side][1:inset, middle].mean(0)  # the band's colour at each point along the side
+        if profile[inset] < FRAME_EDGE or band.std(0).max() > FRAME_STD:
+            return None
+        insets[side] = inset / scale
+    w, h = size[0] / scale, size[1] / scale
+    inner = np.float32([[insets["left"], insets["top"]], [w - insets["right"], insets["top"]],
+                        [w - insets["right"], h - insets["bottom"]], [insets["left"], h - insets["bottom"]]])
+    target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    back = cv2.getPerspectiveTransform(target, corners)
+    return cv2.perspectiveTransform(inner[None], back)[0]
 
 
 def draw_outlines(picture: Image.Image, regions: list[np.ndarray]) -> Image.Image:
