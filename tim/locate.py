@@ -31,6 +31,9 @@ SHARP = 0.6              # edges at least this share as sharp as the sharpest ne
 MIN_BORDER_WALL = 0.5    # a photo of a painting shows wall along at least this share of its outermost pixels
 FLAT = 0.05              # a border this close to one smooth colour field (median Lab distance) is digital:
                          # a scan's or a screenshot's margin, an artist's flat border, never a photographed wall
+UPRIGHT = 0.5            # degrees: a large candidate this square to the picture is a scan's margin ...
+SCAN_AREA = 0.6          # ... when it covers at least this share of the picture
+MIN_MARGIN = 0.005       # a painting on a wall is at least this share of the picture's side from each edge
 MAX_SKEW = 30            # degrees: a painting's corners look at most this far from a right angle
 MIN_SIDE_RATIO = 0.6     # ... and its opposite sides at least this similar in length
 MIN_SUPPORT = 0.4        # every side of a painting runs along a clear edge on at least this share of its length
@@ -60,13 +63,15 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
     wall = wall_mask(smooth, wall_coloured)
     if border_share(wall) < MIN_BORDER_WALL or np.median(border_pixels(distance)) < FLAT:
         return []
+    plain = smooth | wall_coloured
     fine_gradients = None
     candidates = []
     for blob in blobs(~wall):
         fine_gradients = fine_gradients or gradients(lab_of(fine))
         quad = snap_to_edges(fit_quad(blob) / factor, *fine_gradients)
-        if (rectangular(quad) and edge_support(quad, *fine_gradients) >= MIN_SUPPORT
-                and looks_hung(quad * factor, blob, smooth | wall_coloured)):
+        if (clear_of_edges(quad, fine.shape) and rectangular(quad) and not scanned_margin(quad, fine.shape)
+                and edge_support(quad, *fine_gradients) >= MIN_SUPPORT
+                and looks_hung(quad * factor, blob, plain)):
             candidates.append(quad)
     candidates.sort(key=lambda q: -cv2.contourArea(q))
     return [(q / scale).astype(np.float32) for q in candidates[:max_paintings]]
@@ -204,6 +209,21 @@ def border_pixels(image: np.ndarray) -> np.ndarray:
 def border_share(mask: np.ndarray) -> float:
     """The share of the picture's outermost pixels that are in `mask`."""
     return float(border_pixels(mask).mean())
+
+
+def clear_of_edges(quad: np.ndarray, shape: tuple) -> bool:
+    """Is `quad` inside the picture with a margin (wall) between it and every edge of the picture?"""
+    h, w = shape[:2]
+    margin = MIN_MARGIN * max(h, w)
+    return bool((quad.min(0) >= margin).all() and (quad.max(0) <= (w - 1 - margin, h - 1 - margin)).all())
+
+
+def scanned_margin(quad: np.ndarray, shape: tuple) -> bool:
+    """Is `quad` the inside of a scan's own margin (a mount, a plate mark, a painted border)? Large, and square to
+    the picture to within UPRIGHT degrees on every side: a phone held by hand is not that square to a painting."""
+    sides = np.roll(quad, -1, axis=0) - quad
+    off = np.degrees(np.arctan2(np.abs(sides).min(1), np.abs(sides).max(1)))  # each side: from level or plumb
+    return bool(off.max() <= UPRIGHT and cv2.contourArea(quad) >= SCAN_AREA * shape[0] * shape[1])
 
 
 def rectangular(quad: np.ndarray) -> bool:
