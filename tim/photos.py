@@ -23,7 +23,7 @@ from tim.locate import straighten
 STYLES = ("phone", "oblique")
 PHOTO_SIDE = 800        # the photo's long side, px (phone photos as an app receives them, downsized)
 PLANE_SCALE = 320       # px per painting long side on the wall plane the camera looks at
-WALL_EXTENT = 2.2       # the wall plane reaches this many painting long sides from the painting's centre
+WALL_EXTENT = 2.6       # the wall plane reaches this many painting long sides from the painting's centre
 
 # camera pose per style: painting's share of the photo's area, yaw, pitch, roll (degrees)
 POSES = {
@@ -66,12 +66,12 @@ def simulate_photo(painting: Image.Image, seed: int, style: str = "phone") -> Si
     plane, painting_corners = framed_on_wall(np.asarray(painting.convert("RGB")), aspect, rng)
     size = (PHOTO_SIDE, PHOTO_SIDE * 3 // 4) if rng.random() < 0.5 else (PHOTO_SIDE * 3 // 4, PHOTO_SIDE)
     to_photo = camera(painting_corners, size, POSES[style], rng)
-    photo = cv2.warpPerspective(plane, to_photo, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+    photo = cv2.warpPerspective(plane, to_photo, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
     effects = camera_effects()
     effects.set_random_seed(seed)
     photo = Image.fromarray(effects(image=photo)["image"])
     corners = cv2.perspectiveTransform(painting_corners[None], to_photo)[0].astype(np.float32)
-    return SimulatedPhoto(photo, corners, straighten(photo, corners))
+    return SimulatedPhoto(photo, corners, straighten(photo, corners, trim_frame=False))
 
 
 def framed_on_wall(painting: np.ndarray, aspect: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +114,8 @@ def frame(art: np.ndarray, border: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def wall(side: int, rng: np.random.Generator) -> np.ndarray:
-    """A wall `side` px square: mostly a light neutral, sometimes a colour, plain or slightly textured."""
+    """A wall `side` px square: mostly a light neutral, sometimes a colour, never quite flat (paint, plaster and
+    light vary over it at every scale: the real gallery photos' walls all do)."""
     if rng.random() < 0.7:
         colour = rng.uniform(185, 245) + rng.uniform(-8, 8, size=3)
     else:
@@ -122,12 +123,12 @@ def wall(side: int, rng: np.random.Generator) -> np.ndarray:
         colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
     plane = np.empty((side, side, 3), np.float32)
     plane[:] = colour
-    texture = rng.uniform(0, 6)
-    if texture > 0.5:
-        blotches = cv2.GaussianBlur(rng.normal(0, 1, (side // 8, side // 8)).astype(np.float32), (0, 0), 2)
+    texture = rng.uniform(1, 6)
+    for cells in (side // 64, side // 8):  # broad patches, then small blotches
+        blotches = cv2.GaussianBlur(rng.normal(0, 1, (cells, cells)).astype(np.float32), (0, 0), 2)
         blotches = cv2.resize(blotches / (blotches.std() + 1e-6), (side, side), interpolation=cv2.INTER_CUBIC)
-        plane += (texture * blotches + rng.normal(0, texture / 3, (side, side)).astype(np.float32))[..., None]
-    return plane
+        plane += texture * blotches[..., None]
+    return plane + rng.normal(0, texture / 3, (side, side, 1)).astype(np.float32)
 
 
 def camera(painting_corners: np.ndarray, size: tuple[int, int], pose: dict, rng: np.random.Generator) -> np.ndarray:
