@@ -58,6 +58,8 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
     lab = lab_of(coarse)
     gx, gy = gradients(lab)
     smooth = cv2.dilate(edge_map(gx, gy).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
+    if border_share(smooth) < MIN_BORDER_WALL:  # the wall is smooth: a textured border is the painting's own
+        return []
     distance = wall_colour_distance(lab)
     wall_coloured = distance < WALL_DISTANCE
     wall = wall_mask(smooth, wall_coloured)
@@ -104,7 +106,7 @@ def gradients(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def edge_map(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """Where colour changes sharply (the strongest channel's gradient), as a bool mask."""
     gradient = np.sqrt((gx * gx + gy * gy).max(-1))
-    return gradient > max(EDGE, 4 * float(np.median(gradient)))
+    return gradient > max(EDGE, 4 * float(np.median(gradient[::4, ::4])))
 
 
 def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
@@ -112,20 +114,24 @@ def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
     as a smooth (quadratic) colour field, so that light falling unevenly on it stays 'wall'. Lightness counts
     half: a shadow on the wall is still wall-like."""
     h, w = lab.shape[:2]
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    x, y = x / w - 0.5, y / h - 0.5
-    basis = np.stack([np.ones_like(x), x, y, x * y, x * x, y * y], -1)
+    x = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None]
+    y = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None]
     strip = max(2, round(BORDER * max(h, w)))
     border = np.zeros((h, w), bool)
     border[:strip], border[-strip:], border[:, :strip], border[:, -strip:] = True, True, True, True
-    a, b = basis[border][::3], lab[border][::3]  # every third border pixel is plenty
+    ys, xs = np.nonzero(border)
+    ys, xs = ys[::3], xs[::3]  # every third border pixel is plenty
+    px, py = x[0, xs, 0], y[ys, 0, 0]
+    a = np.stack([np.ones_like(px), px, py, px * py, px * px, py * py], -1)
+    b = lab[ys, xs]
     keep = np.ones(len(a), bool)
     for _ in range(2):  # fit, then refit on the better-fitting 60% (what is not wall on the border drops out)
         coef = np.linalg.solve(a[keep].T @ a[keep] + 1e-3 * np.eye(6, dtype=np.float32), a[keep].T @ b[keep])
         residual = np.linalg.norm(b - a @ coef, axis=1)
         keep = residual <= np.quantile(residual, 0.6)
-    difference = (lab - basis @ coef) * (0.5, 1.0, 1.0)
-    return np.linalg.norm(difference, axis=-1)
+    field = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * y + coef[4] * x * x + coef[5] * y * y
+    difference = (lab - field) * np.float32([0.5, 1.0, 1.0])
+    return np.sqrt((difference * difference).sum(-1))
 
 
 def wall_mask(smooth: np.ndarray, wall_coloured: np.ndarray) -> np.ndarray:
