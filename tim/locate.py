@@ -29,6 +29,7 @@ SNAP = 0.05              # a side moves at most this share of the long side onto
 TURN = 4                 # px (at SNAP_SIDE): how far each end of a side may then move to turn it onto the edge
 SHARP = 0.6              # edges at least this share as sharp as the sharpest near a side count as sharp
 MIN_BORDER_WALL = 0.5    # a photo of a painting shows wall along at least this share of its outermost pixels
+CLIPPED = 250            # Lab lightness (of 255) from which a camera may have clipped a pixel to white
 FLAT = 0.05              # a border this close to one smooth colour field (median Lab distance) is digital:
                          # a scan's or a screenshot's margin, an artist's flat border, never a photographed wall
 UPRIGHT = 0.5            # degrees: a large candidate this square to the picture is a scan's margin ...
@@ -63,7 +64,7 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
     distance = wall_colour_distance(lab)
     wall_coloured = distance < WALL_DISTANCE
     wall = wall_mask(smooth, wall_coloured)
-    if border_share(wall) < MIN_BORDER_WALL or np.median(border_pixels(distance)) < FLAT:
+    if border_share(wall) < MIN_BORDER_WALL or digital_border(lab, distance):
         return []
     plain = smooth | wall_coloured
     fine_gradients = None
@@ -210,6 +211,14 @@ def clockwise(points: np.ndarray) -> np.ndarray:
 def border_pixels(image: np.ndarray) -> np.ndarray:
     """The picture's outermost pixels, in one array."""
     return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+
+
+def digital_border(lab: np.ndarray, distance: np.ndarray) -> bool:
+    """Is the picture's border one flat colour field, as only a computer makes it (a scan's or a screenshot's
+    margin, an artist's flat border)? A photographed wall always varies a little, except where the camera
+    clipped it to white, which says nothing either way."""
+    unclipped = border_pixels(lab[..., 0]) < CLIPPED
+    return unclipped.mean() > 0.5 and float(np.median(border_pixels(distance)[unclipped])) < FLAT
 
 
 def border_share(mask: np.ndarray) -> float:
