@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-SEARCH_SIDE = 256        # px: the long side the wall is found at
-SNAP_SIDE = 512          # px: the long side the painting's edges are found at (corners are scaled back)
+SEARCH_SIDE = 192        # px: the long side the wall is found at
+SNAP_SIDE = 384          # px: the long side the painting's edges are found at (corners are scaled back)
 MIN_AREA = 0.04          # a painting covers at least this share of the picture
 MAX_AREA = 0.92          # ... and at most this share: more, and the picture is the painting
 MIN_FILL = 0.9           # the candidate fills at least this share of its quadrilateral
@@ -336,7 +336,8 @@ def warp(rgb: np.ndarray, corners: np.ndarray, size: tuple[int, int]) -> np.ndar
 
 def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
     """The corners of what a frame inside `corners` holds, or None when there is no frame: on each side, a sharp
-    straight edge parallel to it, at most FRAME_WIDTH in, with a band of one colour between (the frame)."""
+    straight edge parallel to it, at most FRAME_WIDTH in and standing out from the edges around it, with a
+    band of one colour between (the frame), plainer than the painting just inside it."""
     width, height = upright_size(corners)
     scale = min(1.0, FRAME_SIDE / max(width, height))
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
@@ -353,7 +354,9 @@ def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
         low, high = max(2, round(0.015 * depth)), max(3, round(FRAME_WIDTH * depth))
         inset = low + int(np.argmax(profile[low:high]))
         band = colours[side][1:inset, middle].mean(0)  # the band's colour at each point along the side
-        if profile[inset] < FRAME_EDGE or band.std(0).max() > FRAME_STD:
+        beside = colours[side][inset + 1:2 * inset + 1, middle].mean(0)  # the same width just inside it
+        plainer = band.std(0).max() <= min(FRAME_STD, beside.std(0).max())
+        if profile[inset] < max(FRAME_EDGE, 2 * np.median(profile[low:high])) or not plainer:
             return None
         insets[side] = inset / scale
     w, h = size[0] / scale, size[1] / scale
