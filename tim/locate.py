@@ -71,17 +71,20 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
     smooth = cv2.dilate(edge_map(gx, gy).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
     if border_share(smooth) < MIN_BORDER_WALL:  # the wall is smooth: a textured border is the painting's own
         return []
-    distance = wall_colour_distance(lab)
-    wall_coloured = distance < WALL_DISTANCE
+    squared = wall_colour_distance(lab)
+    wall_coloured = squared < WALL_DISTANCE ** 2
     wall = wall_mask(smooth, wall_coloured)
-    if border_share(wall) < MIN_BORDER_WALL or digital_border(lab, distance):
+    if border_share(wall) < MIN_BORDER_WALL or digital_border(lab, squared):
         return []
     plain = smooth | wall_coloured
     fine_gradients = None
     candidates = []
     for blob in blobs(~wall):
+        rough = fit_quad(blob)
+        if not filled(rough, blob, MIN_FILL - 0.1, MAX_AREA + 0.05):  # far off before snapping: no need to snap
+            continue
         fine_gradients = fine_gradients or gradients(lab_of(fine))
-        quad = snap_to_edges(fit_quad(blob) / factor, *fine_gradients)
+        quad = snap_to_edges(rough / factor, *fine_gradients)
         if (clear_of_edges(quad, fine.shape) and rectangular(quad) and not scanned_margin(quad, fine.shape)
                 and edge_support(quad, *fine_gradients) >= MIN_SUPPORT
                 and looks_hung(quad * factor, blob, plain)):
@@ -116,12 +119,17 @@ def gradients(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def edge_map(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """Where colour changes sharply (the strongest channel's gradient), as a bool mask."""
-    gradient = np.sqrt((gx * gx + gy * gy).max(-1))
-    return gradient > max(EDGE, 4 * float(np.median(gradient[::4, ::4])))
+    squared = strongest(gx * gx + gy * gy)  # compared squared: no square root over the picture
+    return squared > max(EDGE * EDGE, 16 * float(np.median(squared[::4, ::4])))
+
+
+def strongest(channels: np.ndarray) -> np.ndarray:
+    """The largest of the 3 channels at each pixel (numpy's max over a last axis of 3 is slow)."""
+    return np.maximum(np.maximum(channels[..., 0], channels[..., 1]), channels[..., 2])
 
 
 def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
-    """How far each pixel's colour is from the wall's, the wall being modelled from the picture's border strip
+    """How far each pixel's colour is from the wall's, squared (Lab units²), the wall being modelled from the picture's border strip
     as a smooth (quadratic) colour field, so that light falling unevenly on it stays 'wall'. Lightness counts
     half: a shadow on the wall is still wall-like."""
     h, w = lab.shape[:2]
@@ -142,7 +150,7 @@ def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
         keep = residual <= np.quantile(residual, 0.6)
     field = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * y + coef[4] * x * x + coef[5] * y * y
     difference = (lab - field) * np.float32([0.5, 1.0, 1.0])
-    return np.sqrt((difference * difference).sum(-1))
+    return (difference * difference).sum(-1)
 
 
 def wall_mask(smooth: np.ndarray, wall_coloured: np.ndarray) -> np.ndarray:
@@ -207,7 +215,7 @@ def edge_strength(p: np.ndarray, q: np.ndarray, normal: np.ndarray, start: np.nd
     points = (p + along[:, None] * (q - p)) + shift[..., None] * normal
     x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
     y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
-    across = np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1]).max(-1)
+    across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1]))
     return across.mean(-1)
 
 
@@ -224,12 +232,12 @@ def border_pixels(image: np.ndarray) -> np.ndarray:
     return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
 
 
-def digital_border(lab: np.ndarray, distance: np.ndarray) -> bool:
+def digital_border(lab: np.ndarray, squared_distance: np.ndarray) -> bool:
     """Is the picture's border one flat colour field, as only a computer makes it (a scan's or a screenshot's
     margin, an artist's flat border)? A photographed wall always varies a little, except where the camera
     clipped it to white, which says nothing either way."""
     unclipped = border_pixels(lab[..., 0]) < CLIPPED
-    return unclipped.mean() > 0.5 and float(np.median(border_pixels(distance)[unclipped])) < FLAT
+    return unclipped.mean() > 0.5 and float(np.median(border_pixels(squared_distance)[unclipped])) < FLAT ** 2
 
 
 def border_share(mask: np.ndarray) -> float:
@@ -277,7 +285,7 @@ def edge_support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> float:
         points = (p + along[:, None] * (q - p))[None] + np.arange(-1, 2, dtype=np.float32)[:, None, None] * normal
         x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
         y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
-        across = np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1]).max(-1).max(0)
+        across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1])).max(0)
         shares.append(float((across > SUPPORT_EDGE).mean()))
     return min(shares)
 
@@ -285,14 +293,19 @@ def edge_support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> float:
 def looks_hung(quad: np.ndarray, blob: np.ndarray, plain: np.ndarray) -> bool:
     """Is this quadrilateral a painting on a wall: filled, clearly smaller than the picture, and something plain
     (smooth or wall-coloured: the wall, or the shadow the painting casts on it) just outside its sides?"""
+    if not filled(quad, blob, MIN_FILL, MAX_AREA):
+        return False
+    return np.mean([plain_beside(quad[i], quad[(i + 1) % 4], plain) for i in range(4)]) >= MEAN_PLAIN
+
+
+def filled(quad: np.ndarray, blob: np.ndarray, fill: float, max_area: float) -> bool:
+    """Does `quad` cover between MIN_AREA and `max_area` of the picture, `fill` of it by `blob`?"""
     area = cv2.contourArea(quad)
-    if not MIN_AREA * blob.size <= area <= MAX_AREA * blob.size:
+    if not MIN_AREA * blob.size <= area <= max_area * blob.size:
         return False
     inside = np.zeros_like(blob)
     cv2.fillConvexPoly(inside, np.round(quad).astype(np.int32), 1)
-    if (inside & blob).sum() < MIN_FILL * inside.sum():
-        return False
-    return np.mean([plain_beside(quad[i], quad[(i + 1) % 4], plain) for i in range(4)]) >= MEAN_PLAIN
+    return bool((inside & blob).sum() >= fill * inside.sum())
 
 
 def plain_beside(p: np.ndarray, q: np.ndarray, plain: np.ndarray) -> float:
@@ -355,8 +368,8 @@ def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
     lab = lab_of(warp(rgb, corners, size))
     gx, gy = gradients(lab)
-    across = {"top": np.abs(gy).max(-1), "bottom": np.abs(gy).max(-1)[::-1], "left": np.abs(gx).max(-1).T,
-              "right": np.abs(gx).max(-1).T[::-1]}
+    down, right = strongest(np.abs(gy)), strongest(np.abs(gx))
+    across = {"top": down, "bottom": down[::-1], "left": right.T, "right": right.T[::-1]}
     colours = {"top": lab, "bottom": lab[::-1], "left": lab.transpose(1, 0, 2), "right": lab.transpose(1, 0, 2)[::-1]}
     insets = {}
     for side, strength in across.items():  # rows = depth in from that side, columns = along it
