@@ -12,8 +12,8 @@
    model's accuracy on the photo as it is, located + straightened (the largest painting found; the whole photo
    when none is), and perfectly cropped (the simulator's own crop). Goals: located >= 0.55, and at most 10 points
    under perfectly cropped.
-4. Cost: locating per picture (ms) on each kind, and straightening the painting found, beside one model prediction (Predictor.predict on one picture)
-   timed in the same run, interleaved picture by picture.
+4. Cost: locating per picture (ms) on each kind, and straightening the painting found, beside one model
+   prediction (Predictor.predict on one picture file) timed in the same run, interleaved picture by picture.
 """
 from __future__ import annotations
 
@@ -180,7 +180,8 @@ def cost_report(clock: Clock) -> None:
           f"one model prediction (Predictor.predict, one picture) {model_ms:.1f} ms")
     for kind, seconds in clock.locate.items():
         ms = 1000 * np.array(seconds)
-        print(f"   {kind if kind.startswith('straightening') else 'locating, ' + kind:<25} median {np.median(ms):6.1f} ms, 90th percentile {np.quantile(ms, 0.9):6.1f} ms"
+        name = kind if kind.startswith("straightening") else "locating, " + kind
+        print(f"   {name:<25} median {np.median(ms):6.1f} ms, 90th percentile {np.quantile(ms, 0.9):6.1f} ms"
               f"  = {np.median(ms) / model_ms:.2f}x one prediction")
 
 

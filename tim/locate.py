@@ -129,9 +129,9 @@ def strongest(channels: np.ndarray) -> np.ndarray:
 
 
 def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
-    """How far each pixel's colour is from the wall's, squared (Lab units²), the wall being modelled from the picture's border strip
-    as a smooth (quadratic) colour field, so that light falling unevenly on it stays 'wall'. Lightness counts
-    half: a shadow on the wall is still wall-like."""
+    """How far each pixel's colour is from the wall's, squared (Lab units²), the wall being modelled from the
+    picture's border strip as a smooth (quadratic) colour field, so that light falling unevenly on it stays
+    'wall'. Lightness counts half: a shadow on the wall is still wall-like."""
     h, w = lab.shape[:2]
     x = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None]
     y = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None]
