@@ -53,6 +53,27 @@ def test_a_painting_on_a_wall_is_found_at_its_corners_and_straightened():
     assert np.abs(again[10:-10, 10:-10] - art[10:-10, 10:-10]).mean() < 20  # the painting, the right way up
 
 
+def test_a_frame_is_cut_off_when_straightened_but_not_a_canvas():
+    """The outline is the frame's (what a person sees as the painting's edge); the model is shown the canvas."""
+    art = painting(300, 200, seed=9)
+    framed = np.full((240, 340, 3), (180, 140, 60), np.uint8)  # a gold frame 20 px wide
+    framed[20:220, 20:320] = art
+    photo = Image.fromarray(hang(wall(640, 480), framed, CORNERS))
+    regions = find_paintings(photo)
+    assert len(regions) == 1 and np.abs(regions[0] - CORNERS).max() <= 4
+    matrix = cv2.getPerspectiveTransform(np.float32([[0, 0], [340, 0], [340, 240], [0, 240]]), CORNERS)
+    inner = cv2.perspectiveTransform(np.float32([[[20, 20], [320, 20], [320, 220], [20, 220]]]), matrix)[0]
+    canvas, whole = straighten(photo, regions[0]), straighten(photo, regions[0], trim_frame=False)
+    assert canvas.size == pytest.approx(straighten(photo, inner, trim_frame=False).size, rel=0.04)
+    assert whole.size == pytest.approx(straighten(photo, CORNERS, trim_frame=False).size, rel=0.02)
+    assert np.asarray(canvas, np.float32)[5:-5, 5:-5].std() > 30  # the painting, not the frame's plain gold
+    noisy = np.clip(painting(160, 120, seed=10) + np.random.default_rng(0).normal(0, 12, (120, 160, 3)), 0, 255)
+    unframed = Image.fromarray(hang(wall(640, 480), noisy.astype(np.uint8), CORNERS * 0.5 + 100))
+    found = find_paintings(unframed)
+    assert len(found) == 1
+    assert straighten(unframed, found[0]).size == straighten(unframed, found[0], trim_frame=False).size  # not cut
+
+
 def test_corners_are_in_the_original_pictures_pixels():
     big = CORNERS * 3
     photo = Image.fromarray(hang(wall(1920, 1440), painting(900, 600, seed=2), big))

@@ -6,9 +6,17 @@ only the painting. `find_paintings` tells the two apart and returns, for a photo
     regions = find_paintings(picture)           # [] = the picture already is the painting: use it whole
     paintings = [straighten(picture, corners) for corners in regions]   # largest first
 
-How: on a copy at most WORK_SIDE px, the wall is what is smooth and reachable from the picture's border without
-crossing an edge; what the wall surrounds are the candidates. A candidate is a painting when it is a filled
-quadrilateral, clearly smaller than the picture, with wall (not more picture) all around it.
+How, on small copies (SEARCH_SIDE, SNAP_SIDE px; corners are scaled back to the original):
+1. the wall: smooth pixels of the wall's colour (a quadratic colour field fitted to the picture's border strip,
+   so uneven light stays wall) connected to the border. No wall along most of the border (the border is the
+   painting's own texture), or a border flat as only a computer makes it: the picture is the painting.
+2. what the wall surrounds: each large blob's hull as a quadrilateral, each side then snapped onto the outermost
+   sharp straight edge near it (a frame's outer edge, not the shadow's).
+3. a painting is a quadrilateral that could be a rectangle seen by a phone, clear of the picture's edges, not a
+   scan's own margin (large and exactly upright), filled by its blob, with a clear edge along every side and
+   plain wall (or shadow) just outside them.
+`straighten` warps the outline to an upright rectangle and, by default, cuts off a frame seen inside it.
+Measured by benchmarks/bench_locate.py (real gallery photos with masks, clean scans, simulated photos).
 """
 from __future__ import annotations
 
@@ -16,19 +24,20 @@ import cv2
 import numpy as np
 from PIL import Image
 
-SEARCH_SIDE = 256        # px: the long side the wall is found at
-SNAP_SIDE = 512          # px: the long side the painting's edges are found at (corners are scaled back)
+SEARCH_SIDE = 192        # px: the long side the wall is found at
+SNAP_SIDE = 384          # px: the long side the painting's edges are found at (corners are scaled back)
+MIN_SIDE = 32            # px: pictures smaller than this are used whole
 MIN_AREA = 0.04          # a painting covers at least this share of the picture
 MAX_AREA = 0.92          # ... and at most this share: more, and the picture is the painting
 MIN_FILL = 0.9           # the candidate fills at least this share of its quadrilateral
-MIN_PLAIN = 0.0          # ... with at least this share plain in a strip outside each side (wall or shadow)
-MEAN_PLAIN = 0.5         # ... and this share on average over the four sides
+MEAN_PLAIN = 0.5         # ... and a strip outside its sides is at least this share plain (wall or shadow)
 GAP = 2                  # px (at SEARCH_SIDE) between a side and that strip: the edge itself is not smooth
 RING = 0.03              # that strip's width (share of the long side)
 SNAP = 0.05              # a side moves at most this share of the long side onto an edge
 TURN = 4                 # px (at SNAP_SIDE): how far each end of a side may then move to turn it onto the edge
 SHARP = 0.6              # edges at least this share as sharp as the sharpest near a side count as sharp
 MIN_BORDER_WALL = 0.5    # a photo of a painting shows wall along at least this share of its outermost pixels
+CLIPPED = 250            # Lab lightness (of 255) from which a camera may have clipped a pixel to white
 FLAT = 0.05              # a border this close to one smooth colour field (median Lab distance) is digital:
                          # a scan's or a screenshot's margin, an artist's flat border, never a photographed wall
 UPRIGHT = 0.5            # degrees: a large candidate this square to the picture is a scan's margin ...
@@ -53,22 +62,29 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
     """Each painting's corners (4, 2) float32 in `picture`'s pixels, clockwise from top-left, largest first.
     [] means the picture already is the painting (no wall around anything that looks like one)."""
     rgb = np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
+    if min(rgb.shape[:2]) < MIN_SIDE:  # a thumbnail shows no wall worth the name
+        return []
     fine, scale = shrunk(rgb, SNAP_SIDE)
     coarse, factor = shrunk(fine, SEARCH_SIDE)
     lab = lab_of(coarse)
     gx, gy = gradients(lab)
     smooth = cv2.dilate(edge_map(gx, gy).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
-    distance = wall_colour_distance(lab)
-    wall_coloured = distance < WALL_DISTANCE
+    if border_share(smooth) < MIN_BORDER_WALL:  # the wall is smooth: a textured border is the painting's own
+        return []
+    squared = wall_colour_distance(lab)
+    wall_coloured = squared < WALL_DISTANCE ** 2
     wall = wall_mask(smooth, wall_coloured)
-    if border_share(wall) < MIN_BORDER_WALL or np.median(border_pixels(distance)) < FLAT:
+    if border_share(wall) < MIN_BORDER_WALL or digital_border(lab, squared):
         return []
     plain = smooth | wall_coloured
     fine_gradients = None
     candidates = []
     for blob in blobs(~wall):
+        rough = fit_quad(blob)
+        if not filled(rough, blob, MIN_FILL - 0.1, MAX_AREA + 0.05):  # far off before snapping: no need to snap
+            continue
         fine_gradients = fine_gradients or gradients(lab_of(fine))
-        quad = snap_to_edges(fit_quad(blob) / factor, *fine_gradients)
+        quad = snap_to_edges(rough / factor, *fine_gradients)
         if (clear_of_edges(quad, fine.shape) and rectangular(quad) and not scanned_margin(quad, fine.shape)
                 and edge_support(quad, *fine_gradients) >= MIN_SUPPORT
                 and looks_hung(quad * factor, blob, plain)):
@@ -103,29 +119,38 @@ def gradients(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def edge_map(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """Where colour changes sharply (the strongest channel's gradient), as a bool mask."""
-    gradient = np.sqrt((gx * gx + gy * gy).max(-1))
-    return gradient > max(EDGE, 4 * float(np.median(gradient)))
+    squared = strongest(gx * gx + gy * gy)  # compared squared: no square root over the picture
+    return squared > max(EDGE * EDGE, 16 * float(np.median(squared[::4, ::4])))
+
+
+def strongest(channels: np.ndarray) -> np.ndarray:
+    """The largest of the 3 channels at each pixel (numpy's max over a last axis of 3 is slow)."""
+    return np.maximum(np.maximum(channels[..., 0], channels[..., 1]), channels[..., 2])
 
 
 def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
-    """How far each pixel's colour is from the wall's, the wall being modelled from the picture's border strip
-    as a smooth (quadratic) colour field, so that light falling unevenly on it stays 'wall'. Lightness counts
-    half: a shadow on the wall is still wall-like."""
+    """How far each pixel's colour is from the wall's, squared (Lab units²), the wall being modelled from the
+    picture's border strip as a smooth (quadratic) colour field, so that light falling unevenly on it stays
+    'wall'. Lightness counts half: a shadow on the wall is still wall-like."""
     h, w = lab.shape[:2]
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    x, y = x / w - 0.5, y / h - 0.5
-    basis = np.stack([np.ones_like(x), x, y, x * y, x * x, y * y], -1)
+    x = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None]
+    y = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None]
     strip = max(2, round(BORDER * max(h, w)))
     border = np.zeros((h, w), bool)
     border[:strip], border[-strip:], border[:, :strip], border[:, -strip:] = True, True, True, True
-    a, b = basis[border][::3], lab[border][::3]  # every third border pixel is plenty
+    ys, xs = np.nonzero(border)
+    ys, xs = ys[::3], xs[::3]  # every third border pixel is plenty
+    px, py = x[0, xs, 0], y[ys, 0, 0]
+    a = np.stack([np.ones_like(px), px, py, px * py, px * px, py * py], -1)
+    b = lab[ys, xs]
     keep = np.ones(len(a), bool)
     for _ in range(2):  # fit, then refit on the better-fitting 60% (what is not wall on the border drops out)
         coef = np.linalg.solve(a[keep].T @ a[keep] + 1e-3 * np.eye(6, dtype=np.float32), a[keep].T @ b[keep])
         residual = np.linalg.norm(b - a @ coef, axis=1)
         keep = residual <= np.quantile(residual, 0.6)
-    difference = (lab - basis @ coef) * (0.5, 1.0, 1.0)
-    return np.linalg.norm(difference, axis=-1)
+    field = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * y + coef[4] * x * x + coef[5] * y * y
+    difference = (lab - field) * np.float32([0.5, 1.0, 1.0])
+    return (difference * difference).sum(-1)
 
 
 def wall_mask(smooth: np.ndarray, wall_coloured: np.ndarray) -> np.ndarray:
@@ -143,8 +168,9 @@ def blobs(mask: np.ndarray) -> list[np.ndarray]:
     return [(labels == i).astype(np.uint8) for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
 
 
-def fit_quad(blob: np.ndarray) -> np.ndarray | None:
-    """The quadrilateral (4, 2) float32 clockwise from top-left that the blob's outline is, or None."""
+def fit_quad(blob: np.ndarray) -> np.ndarray:
+    """The quadrilateral (4, 2) float32 clockwise from top-left that the blob's hull is (approximated), or the
+    hull's smallest enclosing rectangle when it is no quadrilateral."""
     contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     hull = cv2.convexHull(max(contours, key=cv2.contourArea))
     perimeter = cv2.arcLength(hull, True)
@@ -189,7 +215,7 @@ def edge_strength(p: np.ndarray, q: np.ndarray, normal: np.ndarray, start: np.nd
     points = (p + along[:, None] * (q - p)) + shift[..., None] * normal
     x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
     y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
-    across = np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1]).max(-1)
+    across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1]))
     return across.mean(-1)
 
 
@@ -204,6 +230,14 @@ def clockwise(points: np.ndarray) -> np.ndarray:
 def border_pixels(image: np.ndarray) -> np.ndarray:
     """The picture's outermost pixels, in one array."""
     return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+
+
+def digital_border(lab: np.ndarray, squared_distance: np.ndarray) -> bool:
+    """Is the picture's border one flat colour field, as only a computer makes it (a scan's or a screenshot's
+    margin, an artist's flat border)? A photographed wall always varies a little, except where the camera
+    clipped it to white, which says nothing either way."""
+    unclipped = border_pixels(lab[..., 0]) < CLIPPED
+    return unclipped.mean() > 0.5 and float(np.median(border_pixels(squared_distance)[unclipped])) < FLAT ** 2
 
 
 def border_share(mask: np.ndarray) -> float:
@@ -251,7 +285,7 @@ def edge_support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> float:
         points = (p + along[:, None] * (q - p))[None] + np.arange(-1, 2, dtype=np.float32)[:, None, None] * normal
         x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
         y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
-        across = np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1]).max(-1).max(0)
+        across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1])).max(0)
         shares.append(float((across > SUPPORT_EDGE).mean()))
     return min(shares)
 
@@ -259,15 +293,19 @@ def edge_support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> float:
 def looks_hung(quad: np.ndarray, blob: np.ndarray, plain: np.ndarray) -> bool:
     """Is this quadrilateral a painting on a wall: filled, clearly smaller than the picture, and something plain
     (smooth or wall-coloured: the wall, or the shadow the painting casts on it) just outside its sides?"""
+    if not filled(quad, blob, MIN_FILL, MAX_AREA):
+        return False
+    return np.mean([plain_beside(quad[i], quad[(i + 1) % 4], plain) for i in range(4)]) >= MEAN_PLAIN
+
+
+def filled(quad: np.ndarray, blob: np.ndarray, fill: float, max_area: float) -> bool:
+    """Does `quad` cover between MIN_AREA and `max_area` of the picture, `fill` of it by `blob`?"""
     area = cv2.contourArea(quad)
-    if not MIN_AREA * blob.size <= area <= MAX_AREA * blob.size:
+    if not MIN_AREA * blob.size <= area <= max_area * blob.size:
         return False
     inside = np.zeros_like(blob)
     cv2.fillConvexPoly(inside, np.round(quad).astype(np.int32), 1)
-    if (inside & blob).sum() < MIN_FILL * inside.sum():
-        return False
-    sides = [plain_beside(quad[i], quad[(i + 1) % 4], plain) for i in range(4)]
-    return min(sides) >= MIN_PLAIN and np.mean(sides) >= MEAN_PLAIN
+    return bool((inside & blob).sum() >= fill * inside.sum())
 
 
 def plain_beside(p: np.ndarray, q: np.ndarray, plain: np.ndarray) -> float:
@@ -296,6 +334,8 @@ def straighten(picture: Image.Image, corners: np.ndarray, trim_frame: bool = Tru
     frame's, but the model should see the canvas."""
     rgb = np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
     corners = np.asarray(corners, np.float32)
+    if corners.shape != (4, 2) or abs(cv2.contourArea(corners)) < 1:
+        raise ValueError(f"straighten needs 4 corners (x, y) enclosing an area, not {corners.tolist()}")
     for _ in range(FRAMES if trim_frame else 0):
         inner = inside_frame(rgb, corners)
         if inner is None:
@@ -321,14 +361,15 @@ def warp(rgb: np.ndarray, corners: np.ndarray, size: tuple[int, int]) -> np.ndar
 
 def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
     """The corners of what a frame inside `corners` holds, or None when there is no frame: on each side, a sharp
-    straight edge parallel to it, at most FRAME_WIDTH in, with a band of one colour between (the frame)."""
+    straight edge parallel to it, at most FRAME_WIDTH in and standing out from the edges around it, with a
+    band of one colour between (the frame), plainer than the painting just inside it."""
     width, height = upright_size(corners)
     scale = min(1.0, FRAME_SIDE / max(width, height))
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
     lab = lab_of(warp(rgb, corners, size))
     gx, gy = gradients(lab)
-    across = {"top": np.abs(gy).max(-1), "bottom": np.abs(gy).max(-1)[::-1], "left": np.abs(gx).max(-1).T,
-              "right": np.abs(gx).max(-1).T[::-1]}
+    down, right = strongest(np.abs(gy)), strongest(np.abs(gx))
+    across = {"top": down, "bottom": down[::-1], "left": right.T, "right": right.T[::-1]}
     colours = {"top": lab, "bottom": lab[::-1], "left": lab.transpose(1, 0, 2), "right": lab.transpose(1, 0, 2)[::-1]}
     insets = {}
     for side, strength in across.items():  # rows = depth in from that side, columns = along it
@@ -338,7 +379,9 @@ def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
         low, high = max(2, round(0.015 * depth)), max(3, round(FRAME_WIDTH * depth))
         inset = low + int(np.argmax(profile[low:high]))
         band = colours[side][1:inset, middle].mean(0)  # the band's colour at each point along the side
-        if profile[inset] < FRAME_EDGE or band.std(0).max() > FRAME_STD:
+        beside = colours[side][inset + 1:2 * inset + 1, middle].mean(0)  # the same width just inside it
+        plainer = band.std(0).max() <= min(FRAME_STD, beside.std(0).max())
+        if profile[inset] < max(FRAME_EDGE, 2 * np.median(profile[low:high])) or not plainer:
             return None
         insets[side] = inset / scale
     w, h = size[0] / scale, size[1] / scale
