@@ -45,6 +45,7 @@ from tim.checkpoint import (
     load_checkpoint,
     read_config,
 )
+from tim.validate import validate_checkpoint
 
 # What a Tim checkpoint repo holds, for both directions: config, weights, unknown-artist statistics, card, eval
 # results, plots.
@@ -128,15 +129,22 @@ def load_model(ref: str) -> tuple[torch.nn.Module, dict]:
 
 def open_checkpoint(ref: str) -> tuple[torch.nn.Module, dict, Path]:
     """`load_model`, plus the local folder the checkpoint was read from (a Hub model's snapshot in the cache),
-    where its other files (unknown.safetensors) are: the reference is resolved, and downloaded, once."""
+    where its other files (unknown.safetensors) are: the reference is resolved, and downloaded, once.
+
+    Every checkpoint is checked by tim.validate before timm builds it: it may come from anyone."""
     folder = resolve(ref)
     if not is_hub_ref(ref):
         check_weights(folder)  # before the config, so a pickles-only folder gets the pickle explanation
-        return (*load_checkpoint(folder), folder)
+        return (*_validated(folder), folder)
     try:
-        return (*load_checkpoint(folder), folder)
+        return (*_validated(folder), folder)
     except CheckpointError as e:  # name the repo, not only the snapshot path inside the cache
         raise HubError(f"Hub model {ref}: {e}") from None
+
+
+def _validated(folder: Path) -> tuple[torch.nn.Module, dict]:
+    validate_checkpoint(folder)
+    return load_checkpoint(folder)
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:
