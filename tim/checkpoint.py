@@ -103,12 +103,15 @@ def read_config(folder: str | os.PathLike) -> dict:
     except RecursionError:
         raise CheckpointError(f"{path}: JSON nested too deeply to be a config; expected a JSON object.") from None
     if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: holds a JSON {type(config).__name__} ({shorten(config)}); "
-                              "expected a JSON object with architecture, num_classes, label_names and tim.")
+        kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+            type(config), "null")
+        shown = "" if config is None else f" ({shorten(config)})"
+        raise CheckpointError(f"{path}: holds {kind}{shown}, not a JSON object; "
+                              "expected an object with architecture, num_classes, label_names and tim.")
     return config
 
 
-def shorten(value, most: int = 40) -> str:
+def shorten(value, most: int = 60) -> str:
     text = json.dumps(value) if not isinstance(value, (bytes, bytearray)) else repr(value)
     return text if len(text) <= most else text[:most] + "..."
 

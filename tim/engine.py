@@ -216,7 +216,7 @@ def load_engine(model: torch.nn.Module, architecture: str, image_size: int,
                 engine = OnnxEngine(path)
                 check_engine(engine, model, image_size)
             except Exception as e:  # noqa: BLE001 - corrupt or foreign: replaced below
-                print(f"note: replacing the broken engine file {path} ({first_line(e)})", file=sys.stderr)
+                print(f"note: ignoring engine file {path} ({first_line(e)}); it is replaced", file=sys.stderr)
                 broken.append(path)
                 continue
             if broken:

@@ -263,8 +263,8 @@ def check_architecture(c: Checkpoint) -> None:
     missing, extra = sorted(set(needed) - set(c.weights)), sorted(set(c.weights) - set(needed))
     arch = c.config["architecture"]
     if missing or extra:
-        parts = [f"{len(missing)} tensors {arch} needs are missing (e.g. {', '.join(missing[:3])})" if missing else "",
-                 f"{len(extra)} it has no place for (e.g. {', '.join(extra[:3])})" if extra else ""]
+        parts = [f"{_count(missing)} {arch} needs missing (e.g. {', '.join(missing[:3])})" if missing else "",
+                 f"{_count(extra)} it has no place for (e.g. {', '.join(extra[:3])})" if extra else ""]
         raise CheckpointError(f"{c.weights_path}: not weights of {c.config_path} architecture {arch!r}: "
                               f"{'; '.join(p for p in parts if p)}. The config and the weights must come "
                               "from the same model.")
@@ -272,8 +272,12 @@ def check_architecture(c: Checkpoint) -> None:
     if wrong:
         name = wrong[0]
         raise CheckpointError(f"{c.weights_path}: tensor {name!r} has shape {c.weights[name]}; {arch} with "
-                              f"config.json's settings expects {needed[name]} ({len(wrong)} tensors differ). "
+                              f"config.json's settings expects {needed[name]} ({_count(wrong)} differ). "
                               "The config and the weights must come from the same model.")
+
+
+def _count(names) -> str:
+    return f"{len(names)} tensor{'s' * (len(names) != 1)}"
 
 
 def check_finite(c: Checkpoint) -> None:
