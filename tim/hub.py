@@ -306,7 +306,7 @@ def push_checkpoint(
     On any failure the local files are left as they were and the HubError holds the retry command.
     """
     folder = Path(folder)
-    config = read_config(folder)  # refuse to publish something Tim could not load back
+    config = validate_checkpoint(folder)  # refuse to publish something Tim could not load back
     check_weights(folder)
     with tempfile.TemporaryDirectory(prefix="tim-push-") as tmp:
         staged = _stage(folder, Path(tmp) / folder.name)
