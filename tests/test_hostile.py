@@ -517,6 +517,23 @@ def test_a_full_disk_while_caching_the_engine_is_one_notice_eager_and_no_tempora
     assert predictor.probabilities(x).shape == (1, len(ARTISTS))
 
 
+def test_two_runs_racing_to_build_one_engine_both_get_it_and_leave_one_file(engine_checkpoint, tmp_path,
+                                                                            monkeypatch, capsys):
+    """Still holds with the repairing cache: both answer from the engine, one file under the key, no temporary file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tim.predictor import Predictor
+
+    source, data = engine_checkpoint
+    folder = tmp_path / "ckpt"
+    shutil.copytree(source, folder)
+    monkeypatch.setattr(engines, "export_onnx", lambda *_: data)
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda _: Predictor.load(str(folder), engine="auto").engine, range(2)))
+    assert all(engine is not None for engine in got) and capsys.readouterr().err == ""
+    assert [p.name.endswith(".onnx") and ".tmp" not in p.name for p in (folder / engines.ENGINE_DIR).iterdir()] == [True]
+
+
 # ---------------------------------------------------------------- special files handed to `tim predict`
 
 
@@ -546,3 +563,8 @@ def test_special_files_are_named_for_what_they_are_and_a_fifo_never_blocks(good,
 
     with pytest.raises(ImageError, match="a folder, not an image file"):
         load_rgb(odd / "folder.jpg")
+    (odd / "drawing.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><image href="http://x/p.png"/></svg>')
+    (odd / "scan.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\n1 0 obj<<>>endobj\n")
+    for name in ("drawing.svg", "scan.pdf"):  # still refused, never rendered
+        with pytest.raises(ImageError, match="not an image file Pillow can read"):
+            load_rgb(odd / name)
