@@ -43,7 +43,6 @@ from tim.checkpoint import (
     CheckpointError,
     check_weights,
     load_checkpoint,
-    read_config,
 )
 from tim.validate import validate_checkpoint
 
@@ -377,7 +376,7 @@ def add_cli(sub) -> None:
 
 def _push_command(args: argparse.Namespace) -> int:
     try:
-        read_config(args.checkpoint)  # a wrong folder is reported before the token is checked online
+        validate_checkpoint(args.checkpoint)  # a wrong folder is reported before the token is checked online
         check_push_access(args.repo_id)
         url = push_checkpoint(
             args.checkpoint, args.repo_id, private=args.private, revision=args.revision,
@@ -392,6 +391,7 @@ def _push_command(args: argparse.Namespace) -> int:
 
 def _card_command(args: argparse.Namespace) -> int:
     try:
+        validate_checkpoint(args.checkpoint)  # the card reads the config's fields: check them first
         path = write_card(args.checkpoint, args.repo_id)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)

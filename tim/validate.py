@@ -34,7 +34,7 @@ import torch
 from safetensors import safe_open
 
 from tim.calibration import METHODS
-from tim.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, shorten, inside, read_config
+from tim.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, check_weights, inside, read_config, shorten
 from tim.images import RESIZE_MODES
 from tim.openset import SCORES, statistics_shapes
 
@@ -223,8 +223,7 @@ def check_preprocessing(c: Checkpoint) -> None:
 
 def check_weights_file(c: Checkpoint) -> None:
     path = inside(c.folder, WEIGHTS_NAME)
-    if not path.is_file():
-        raise CheckpointError(f"{c.folder}: no {WEIGHTS_NAME}.")
+    check_weights(c.folder)  # missing, or pickles only: says so (a pickle is never opened)
     c.weights = read_header(path, "the weights")
 
 
