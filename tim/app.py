@@ -67,8 +67,8 @@ def headline(p: Prediction, artists: int) -> str:
     return display_name(p.artist)
 
 
-def closest_text(p: Prediction, n: int = 3) -> str:
-    return "closest: " + ", ".join(f"{display_name(a)} ({c:.0%})" for a, c in p.top[:n])
+def closest_text(p: Prediction, n: int = 3, name=display_name) -> str:
+    return "closest: " + ", ".join(f"{name(a)} ({c:.0%})" for a, c in p.top[:n])
 
 
 def _size(path: str) -> int:
@@ -285,8 +285,7 @@ class TimApp:
     def _answer_markdown(p: Prediction, artists: int) -> str:
         if p.known:
             return f"**{_md(display_name(p.artist))}**, {p.confidence:.1%} confidence"
-        closest = ", ".join(f"{_md(display_name(a))} ({c:.0%})" for a, c in p.top[:3])
-        return f"**{_md(headline(p, artists))}**\n\nclosest: {closest}"
+        return f"**{_md(headline(p, artists))}**\n\n{closest_text(p, name=lambda a: _md(display_name(a)))}"
 
     def _result_row(self, n: int, r: FileResult, artists: int) -> None:
         if r.explanation is None:
