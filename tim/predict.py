@@ -188,7 +188,7 @@ def process_state() -> PartialState:
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
-# images per process between two gatherings: bounds memory on a million images, keeps the CSV growing
+# images per process between two gatherings: bounds memory on a million images, keeps the (temporary) CSV growing
 ROUND = 2048
 
 
