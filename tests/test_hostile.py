@@ -197,7 +197,7 @@ CASES = {  # case -> (mutation, what the one error line must say)
     "fewer labels than outputs": (edit(label_names=ARTISTS[:3]), r"label_names = .*expected 5 names"),
     "labels not strings": (edit(label_names=[1, 2, 3, 4, 5]), r"label_names = .*expected a list of artist names"),
     "model_args num_classes disagrees": (edit(model_args__num_classes=9), r"model_args\.num_classes = 9"),
-    "model_args timm refuses": (edit(model_args__no_such_argument=1), r"model_args = .*arguments timm's"),
+    "model_args timm refuses": (edit(model_args__no_such_argument=1), r"model_args = .*settings timm's test_efficientnet accepts"),
     "model_args not an object": (edit(model_args=[1]), r"model_args = \[1\]: expected a JSON object"),
     "std of zero": (edit(pretrained_cfg__std=[0.5, 0, 0.5]), r"pretrained_cfg\.std = .*each above 0"),
     "a weight missing": (weights(lambda t: t.pop(sorted(t)[0])), r"1 tensor test_efficientnet needs missing"),

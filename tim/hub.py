@@ -143,7 +143,13 @@ def open_checkpoint(ref: str) -> tuple[torch.nn.Module, dict, Path]:
 
 def _validated(folder: Path) -> tuple[torch.nn.Module, dict]:
     validate_checkpoint(folder)
-    return load_checkpoint(folder)
+    try:
+        return load_checkpoint(folder)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - validated, yet timm refused it: still the checkpoint's fault, one line
+        raise CheckpointError(f"{folder}: timm could not load this checkpoint ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}).") from None
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:

@@ -233,8 +233,8 @@ def check_model(c: Checkpoint) -> None:
         with torch.device("meta"):
             c.model = timm.create_model(f"local-dir:{c.folder.resolve()}", pretrained=False)
     except Exception as e:  # noqa: BLE001 - timm refuses bad arguments with TypeError, ValueError, AssertionError...
-        raise c.fail("model_args", c.get("model_args"), f"arguments timm's {c.config['architecture']} accepts "
-                                                        f"({type(e).__name__}: {str(e).strip()[:200]})") from None
+        raise c.fail("model_args", c.get("model_args"), f"settings timm's {c.config['architecture']} accepts in "
+                     f"model_args and pretrained_cfg ({type(e).__name__}: {str(e).strip()[:200]})") from None
 
 
 def classifier_weight(c: Checkpoint) -> str | None:
