@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import timm
 import torch
 from safetensors import safe_open
@@ -141,11 +142,23 @@ def check_finite_tensors(path: Path, names) -> None:
     with safe_open(str(path), framework="pt") as f:
         for name in names:
             tensor = f.get_tensor(name)
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                bad = int((~torch.isfinite(tensor)).sum())
+            if not _all_finite(tensor):
+                bad = int((~torch.isfinite(tensor.float())).sum())
                 raise CheckpointError(f"{path}: tensor {name!r} holds {bad:,} NaN or infinite values of "
                                       f"{tensor.numel():,}; expected finite numbers (the training diverged, or "
                                       "the file is damaged).")
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or infinity in `tensor`. Through numpy (one thread): torch.isfinite opens an OpenMP region per tensor,
+    which on a busy 2-core CPU made this check 80-1800 ms for Lite0's 296 tensors instead of about 20 ms."""
+    if not tensor.is_floating_point():
+        return True
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: all-ones exponent bits mean inf or NaN
+        return bool(((tensor.view(torch.int16).numpy() & 0x7F80) != 0x7F80).all())
+    if tensor.dtype in (torch.float16, torch.float32, torch.float64):
+        return bool(np.isfinite(tensor.numpy()).all())
+    return bool(torch.isfinite(tensor.float()).all())
 
 
 def _shape_ok(got: tuple, want: tuple) -> bool:
