@@ -535,6 +535,20 @@ def test_two_runs_racing_to_build_one_engine_both_get_it_and_leave_one_file(engi
     assert [p.name.endswith(".onnx") and ".tmp" not in p.name for p in (folder / engines.ENGINE_DIR).iterdir()] == [True]
 
 
+def test_an_engine_folder_that_is_a_link_out_is_never_written_through(engine_checkpoint, tmp_path, monkeypatch):
+    from tim.predictor import Predictor
+
+    source, data = engine_checkpoint
+    folder = tmp_path / "ckpt"
+    shutil.copytree(source, folder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (folder / engines.ENGINE_DIR).symlink_to(elsewhere)
+    monkeypatch.setattr(engines, "export_onnx", lambda *_: data)
+    assert Predictor.load(str(folder), engine="auto").engine is not None
+    assert list(elsewhere.iterdir()) == [] and len(list((tmp_path / "tim-cache" / "engines").iterdir())) == 1
+
+
 # ---------------------------------------------------------------- special files handed to `tim predict`
 
 

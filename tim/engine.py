@@ -93,8 +93,10 @@ def engine_folders(checkpoint: str | os.PathLike | None) -> list[Path]:
     """Where engines are looked for and written: beside a local checkpoint first, then the Tim cache."""
     cache = Path(os.environ.get("TIM_CACHE", Path.home() / ".cache" / "tim")) / "engines"
     folders = [cache]
-    if checkpoint is not None and os.access(checkpoint, os.W_OK):
-        folders.insert(0, Path(checkpoint) / ENGINE_DIR)
+    beside = Path(checkpoint) / ENGINE_DIR if checkpoint is not None else None
+    # a .tim-engine that is a link (a checkpoint from someone else could point it anywhere) is never written through
+    if beside is not None and os.access(checkpoint, os.W_OK) and not beside.is_symlink():
+        folders.insert(0, beside)
     return folders
 
 
