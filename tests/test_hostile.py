@@ -589,3 +589,65 @@ def test_special_files_are_named_for_what_they_are_and_a_fifo_never_blocks(good,
     for name in ("drawing.svg", "scan.pdf"):  # still refused, never rendered
         with pytest.raises(ImageError, match="not an image file Pillow can read"):
             load_rgb(odd / name)
+
+
+# ---------------------------------------------------------------- the page in a real browser
+
+
+def test_a_real_browser_shows_hostile_labels_as_text_and_fetches_nothing(good, tmp_path):
+    """The issue's probe, in headless Chromium: a label `<img src="http://127.0.0.1:PORT/pixel.png">` on the page."""
+    import http.server
+
+    chromium, chromedriver = os.environ.get("TIM_CHROMIUM", "/usr/bin/chromium"), shutil.which("chromedriver")
+    if not (Path(chromium).is_file() and chromedriver):
+        pytest.skip("needs chromium and chromedriver (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from processes import free_port
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tim.app import TimApp
+    from tim.catalog import ModelCatalog, ModelEntry
+
+    fetched = []
+
+    class Pixel(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            fetched.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    pixel = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pixel)
+    threading.Thread(target=pixel.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{pixel.server_address[1]}"
+    evil = tmp_path / "<img src=x onerror=alert(1)>"
+    shutil.copytree(good, evil)
+    labels = [f'<img src="{url}/label.png">', f"![p]({url}/markdown.png)", "<b>bold</b>", "Monet", "Hokusai"]
+    edit(label_names=labels)(evil)
+    app = TimApp(ModelCatalog([ModelEntry.from_folder(evil, "local")]))
+    app.launch("127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
+    options = Options()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    try:
+        driver.get(app.demo.local_url)
+        about = WebDriverWait(driver, 180).until(
+            lambda d: d.find_element(By.ID, "tim-model-info") if "artists:" in d.find_element(
+                By.ID, "tim-model-info").text else None)
+        assert f'<img src="{url}/label.png">' in about.text and "<b>bold</b>" in about.text  # shown as typed
+        assert "<img src=x onerror=alert(1)>" in about.text
+        assert driver.execute_script("return document.querySelectorAll('#tim-model-info img, "
+                                     "#tim-model-info b, #tim-model-info a').length") == 0
+    finally:
+        driver.quit()
+        app.demo.close()
+        pixel.shutdown()
+    assert fetched == []  # the browser fetched nothing from the checkpoint's URLs
