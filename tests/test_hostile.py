@@ -283,6 +283,23 @@ def test_an_old_checkpoint_with_num_classes_in_model_args_and_a_new_one_without_
     assert predict([image, "--model", newer, "--out", tmp_path / "r.csv"]) == 0, capsys.readouterr().err
 
 
+def test_tim_calibrate_can_repair_broken_statistics_it_is_about_to_replace(good, tmp_path):
+    """`tim calibrate` rewrites tim.calibration and tim.unknown, so it checks everything else (and can fix those)."""
+    from tim.checkpoint import CheckpointError
+    from tim.validate import validate_checkpoint
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(good, folder)
+    (folder / "unknown.safetensors").unlink()
+    edit(tim__calibration__temperature=-1)(folder)
+    with pytest.raises(CheckpointError, match="temperature = -1"):
+        validate_checkpoint(folder)
+    assert validate_checkpoint(folder, replacing=("tim.calibration", "tim.unknown"))["num_classes"] == len(ARTISTS)
+    edit(tim__preprocessing__image_size=0)(folder)
+    with pytest.raises(CheckpointError, match="image_size = 0"):  # the rest is still checked
+        validate_checkpoint(folder, replacing=("tim.calibration", "tim.unknown"))
+
+
 def test_a_hostile_hub_checkpoint_names_the_repo(good, tmp_path, image, capsys, monkeypatch):
     """The same validation for a Hub download (files are links into the cache's blobs/, which counts as inside)."""
     from huggingface_hub import constants

@@ -30,10 +30,9 @@ import torch
 from accelerate import Accelerator
 
 from tim.calibration import Calibration, calibrated_probabilities, ece, fit_best
-from tim.checkpoint import CONFIG_NAME, UNKNOWN_NAME, CheckpointError, read_config, replace_folder
+from tim.checkpoint import CONFIG_NAME, UNKNOWN_NAME, CheckpointError, load_checkpoint, read_config, replace_folder
 from tim.data import DataError, IndexedSplit, prepare_data, prepare_source
 from tim.evaluation import EvaluationError, check_artists, data_config_for, split_outputs
-from tim.hub import open_checkpoint
 from tim.openset import (
     NEEDS_OUTLIERS,
     SCORES,
@@ -46,6 +45,7 @@ from tim.openset import (
     threshold_for,
 )
 from tim.predictor import Predictor
+from tim.validate import validate_checkpoint
 
 # scores compared when other artists' paintings are given; knn-cosine would store the whole training set
 DEFAULT_CANDIDATES = ("max-probability", "mahalanobis", "outlier-exposure", "outlier-exposure+max-probability")
@@ -136,7 +136,9 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
     if score in NEEDS_OUTLIERS and not unknown:
         raise OpenSetError(f"--score {score} needs paintings of other artists: pass --unknown DIR")
     accelerator = accelerator or Accelerator()
-    model, config, _ = open_checkpoint(str(folder))  # checked by tim.validate first
+    # checked by tim.validate first, all but the two blocks this command rewrites (so it repairs broken ones)
+    validate_checkpoint(folder, replacing=("tim.calibration", "tim.unknown"))
+    model, config = load_checkpoint(folder)
     predictor = raw_predictor(model, config, accelerator.device)
     overrides = {k: v for k, v in (("source", data), ("cache_dir", cache_dir)) if v is not None}
     data_cfg = data_config_for(config, overrides)

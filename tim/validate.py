@@ -52,6 +52,7 @@ class Checkpoint:
     config: dict
     weights: dict[str, tuple] = field(default_factory=dict)  # tensor name -> shape, from the safetensors header
     model: torch.nn.Module | None = None  # the architecture on the meta device
+    replacing: tuple[str, ...] = ()  # config blocks the caller is about to rewrite (`tim calibrate`): not checked
 
     @property
     def config_path(self) -> Path:
@@ -75,9 +76,13 @@ class Checkpoint:
         return CheckpointError(f"{self.config_path} {dotted} {found}: expected {expected}.")
 
 
-def validate_checkpoint(folder) -> dict:
-    """The checkpoint's config once every check passes; CheckpointError (one line) at the first problem."""
-    checkpoint = Checkpoint(Path(folder), read_config(folder))
+def validate_checkpoint(folder, replacing: tuple[str, ...] = ()) -> dict:
+    """The checkpoint's config once every check passes; CheckpointError (one line) at the first problem.
+
+    replacing: blocks ("tim.calibration", "tim.unknown") the caller rewrites, left unchecked so that
+    `tim calibrate` can repair a checkpoint whose old statistics are broken.
+    """
+    checkpoint = Checkpoint(Path(folder), read_config(folder), replacing=tuple(replacing))
     for check in CHECKS:
         check(checkpoint)
     return checkpoint.config
@@ -297,7 +302,7 @@ def check_finite(c: Checkpoint) -> None:
 
 
 def check_calibration(c: Checkpoint) -> None:
-    if c.get("tim.calibration") in (_MISSING, None, {}):
+    if c.get("tim.calibration") in (_MISSING, None, {}) or "tim.calibration" in c.replacing:
         return  # none: plain softmax
     require_object(c, "tim.calibration")
     method = c.get("tim.calibration.method")
@@ -317,7 +322,7 @@ def feature_size(c: Checkpoint) -> int:
 
 
 def check_unknown(c: Checkpoint) -> None:
-    if c.get("tim.unknown") in (_MISSING, None, {}):
+    if c.get("tim.unknown") in (_MISSING, None, {}) or "tim.unknown" in c.replacing:
         return  # none: every answer is one of the model's artists
     require_object(c, "tim.unknown")
     score = c.get("tim.unknown.score")
