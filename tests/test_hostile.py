@@ -199,6 +199,7 @@ CASES = {  # case -> (mutation, what the one error line must say)
     "model_args num_classes disagrees": (edit(model_args__num_classes=9), r"model_args\.num_classes = 9"),
     "model_args timm refuses": (edit(model_args__no_such_argument=1), r"model_args = .*settings timm's test_efficientnet accepts"),
     "model_args not an object": (edit(model_args=[1]), r"model_args = \[1\]: expected a JSON object"),
+    "interpolation unknown": (edit(pretrained_cfg__interpolation="magic"), r"pretrained_cfg\.interpolation = \"magic\""),
     "std of zero": (edit(pretrained_cfg__std=[0.5, 0, 0.5]), r"pretrained_cfg\.std = .*each above 0"),
     "a weight missing": (weights(lambda t: t.pop(sorted(t)[0])), r"1 tensor test_efficientnet needs missing"),
     "a weight mis-shaped": (weights(lambda t: t.update({"classifier.bias": torch.zeros(9)})),

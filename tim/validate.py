@@ -7,7 +7,8 @@ expected, which every command prints as its one `error:` line (the app shows it 
 
     config.json     a JSON object (tim.checkpoint.read_config), then
       check_schema         architecture (a timm model), num_classes (an int), label_names (that many strings),
-                           model_args and pretrained_cfg (objects; mean/std three finite numbers, std > 0)
+                           model_args and pretrained_cfg (objects; mean/std three finite numbers, std > 0;
+                           input_size three whole numbers; interpolation one timm knows)
       check_preprocessing  tim.preprocessing: image_size an int in 32-1024, resize_mode, pad_color
     model.safetensors
       check_weights_file   a safetensors file inside the folder (never a pickle: it is never unpickled)
@@ -41,6 +42,7 @@ from tim.openset import SCORES, statistics_shapes
 
 IMAGE_SIZES = (32, 1024)  # pixels a square input may have: below, no model family sees a painting; above, memory
 MAX_CLASSES = 100_000
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")  # what timm's transforms accept
 _MISSING = object()
 
 
@@ -222,6 +224,13 @@ def check_schema(c: Checkpoint) -> None:
                 and (name == "mean" or all(v > 0 for v in value))):
             raise c.fail(f"pretrained_cfg.{name}", value, "three finite numbers (one per colour channel)"
                                                           + (", each above 0" if name == "std" else ""))
+    size = c.get("pretrained_cfg.input_size")
+    if size is not _MISSING and not (isinstance(size, list) and len(size) == 3
+                                     and all(is_int(v) and 1 <= v <= 100_000 for v in size)):
+        raise c.fail("pretrained_cfg.input_size", size, "[channels, height, width], three whole numbers")
+    interpolation = c.get("pretrained_cfg.interpolation")
+    if interpolation is not _MISSING and interpolation not in INTERPOLATIONS:
+        raise c.fail("pretrained_cfg.interpolation", interpolation, f"one of {', '.join(INTERPOLATIONS)}")
     require_object(c, "tim")
     if c.get("tim.preprocessing") is _MISSING:
         raise CheckpointError(f"{c.config_path}: no 'tim.preprocessing' block; was this checkpoint written by Tim?")
