@@ -30,7 +30,9 @@ import torch
 from accelerate import Accelerator
 
 from tim.calibration import Calibration, calibrated_probabilities, ece, fit_best
-from tim.checkpoint import CONFIG_NAME, UNKNOWN_NAME, CheckpointError, load_checkpoint, read_config, replace_folder
+from tim.checkpoint import (
+    CONFIG_NAME, UNKNOWN_NAME, CheckpointError, hub_layout, load_checkpoint, read_config, replace_folder,
+)
 from tim.data import DataError, IndexedSplit, prepare_data, prepare_source
 from tim.evaluation import EvaluationError, check_artists, data_config_for, split_outputs
 from tim.openset import (
@@ -224,7 +226,7 @@ def write_into_checkpoint(folder: Path, calibration: Calibration, detector: Unkn
     config["tim"]["calibration"] = calibration.to_dict()
     (tmp / UNKNOWN_NAME).unlink(missing_ok=True)
     config["tim"]["unknown"] = detector.save(tmp)
-    (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    (tmp / CONFIG_NAME).write_text(json.dumps(hub_layout(config), indent=2, ensure_ascii=False) + "\n")
     replace_folder(tmp, folder)
 
 

@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from tim.card import write_card
 from tim.checkpoint import (
     CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, RELIABILITY_NAME, UNKNOWN_HISTOGRAM_NAME,
-    UNKNOWN_NAME, load_checkpoint, replace_folder, save_checkpoint,
+    UNKNOWN_NAME, hub_layout, load_checkpoint, replace_folder, save_checkpoint,
 )
 from tim.data import IndexedSplit, prepare_data
 from tim.errors import UserError
@@ -96,7 +96,7 @@ def _write_checked_copy(model, config, rows, ref, source: Path, folder: Path, fp
                                         "top1_agreement": agreement, "checked_on": f"{split} ({len(rows)} images)"}
     if notes:
         exported_config["tim"]["notes"] = list(notes)
-    (folder / CONFIG_NAME).write_text(json.dumps(exported_config, indent=2))
+    (folder / CONFIG_NAME).write_text(json.dumps(hub_layout(exported_config), indent=2))
     for name in EVAL_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, folder / name)
