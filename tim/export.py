@@ -25,9 +25,10 @@ from tim.checkpoint import (
 )
 from tim.data import IndexedSplit, prepare_data
 from tim.errors import UserError
-from tim.evaluation import data_config_for, predict_split
+from tim.evaluation import predict_split
 from tim.hub import open_checkpoint
 from tim.predictor import Predictor
+from tim.recipe import data_config_for
 
 EVAL_FILES = (EVAL_RESULTS_NAME, CONFUSION_NAME, CURVES_NAME, RELIABILITY_NAME, UNKNOWN_HISTOGRAM_NAME)
 
