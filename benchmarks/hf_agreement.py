@@ -6,7 +6,7 @@ the paintings where the two top-1 answers differ: Tim's own fp32 answer (Predict
 against the pipeline's, and, for comparison, the pipeline with timm's default centre crop instead.
 
     python benchmarks/hf_agreement.py --limit 500                        # the default model, its test split
-    python benchmarks/hf_agreement.py --images ../shared/datasets/gallery-photos --limit 60   # photos, any shape
+    python benchmarks/hf_agreement.py --images ../shared/datasets/gallery-photos   # phone photos, full size
     python benchmarks/hf_agreement.py --smoke                            # seconds, a tiny random model
 """
 from __future__ import annotations
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help="where the checkpoint's paintings are on this machine (default: as recorded)")
     parser.add_argument("--split", default="test", help="split of the checkpoint's data to read")
     parser.add_argument("--images", help="a folder of images of any shape to use instead of a split")
+    parser.add_argument("--glob", default="*.jpg", help="which files of --images (searched recursively)")
     parser.add_argument("--limit", type=int, default=500, help="images read (the first N, sorted by path)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--smoke", action="store_true", help="a tiny random model on generated images, seconds")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             folder = args.model or default_model()
             if args.images:
-                paths = sorted(str(p) for p in Path(args.images).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+                paths = sorted(str(p) for p in Path(args.images).rglob(args.glob) if p.suffix.lower() in IMAGE_SUFFIXES)
             else:
                 paths = sorted(split_paths(folder, args.data, args.split))
         paths = paths[: args.limit]

@@ -20,6 +20,7 @@ import gradio as gr
 
 from tim.catalog import ModelCatalog
 from tim.examples import example_images
+from tim.helpformat import HelpFormatter
 from tim.plots import display_name
 from tim.predictor import Explanation, Prediction
 
@@ -337,7 +338,8 @@ def hub_refs_from_env() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="app.py", description="Tim's web app: artist, confidence and Grad-CAM.")
+    p = argparse.ArgumentParser(prog="app.py", description="Tim's web app: artist, confidence and Grad-CAM.",
+                                formatter_class=HelpFormatter)
     p.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1, or GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None,
                    help="port (default 7860 or the next free one, or GRADIO_SERVER_PORT)")

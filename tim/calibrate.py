@@ -223,7 +223,7 @@ def add_cli(sub) -> None:
     p.add_argument("--score", default="auto", choices=("auto",) + SCORES,
                    help="unknown-artist score; auto = best AUROC among the measured candidates")
     p.add_argument("--seed", type=int, default=0, help="seed of the artist split and the heads")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--cache-dir", help="prepared-image cache (default ~/.cache/tim/prepared)")
     p.set_defaults(func=run_cli)

@@ -361,7 +361,7 @@ def add_cli(sub) -> None:
                                    "`accelerate launch` too; every image is counted once.")
     p.add_argument("checkpoint", help="checkpoint folder (e.g. runs/NAME/best) or Hub model id")
     p.add_argument("--data", help="where the training paintings are on this machine (default: the recorded source)")
-    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--split", choices=SPLITS, default="test", help="which split of the checkpoint's data to read")
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--output-dir", help="default: the checkpoint folder (./evaluations/NAME for a Hub model)")
     p.add_argument("--log", help="the run's log.csv for training_curves.png (default: CHECKPOINT/../log.csv)")

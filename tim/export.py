@@ -107,11 +107,12 @@ def _write_checked_copy(model, config, rows, ref, source: Path, folder: Path, fp
 
 def add_cli(sub) -> None:
     p = sub.add_parser("export", help="copy a checkpoint in half precision, checked against the original")
-    p.add_argument("checkpoint")
-    p.add_argument("out")
+    p.add_argument("checkpoint", help="checkpoint folder or Hub repo to copy")
+    p.add_argument("out", help="folder to write the copy into")
     p.add_argument("--fp32", dest="fp16", action="store_false", help="keep full precision")
     p.add_argument("--data", help="where the checkpoint's data is on this machine (default: as recorded)")
-    p.add_argument("--min-agreement", type=float, default=0.995)
+    p.add_argument("--min-agreement", type=float, default=0.995,
+                   help="least share of the split's images on which the copy must name the same artist")
     p.add_argument("--note", dest="notes", action="append", help="a line for the model card's limits (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only once the new copy passes)")
     p.set_defaults(func=_command)

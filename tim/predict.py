@@ -244,14 +244,14 @@ def add_cli(sub) -> None:
     p.add_argument("--out", required=True, help="CSV to write: path, artist, confidence, top5, error, known "
                                                   "(0 = not one of the model's artists), unknown_score, artist_name")
     p.add_argument("--cam-dir", help="also write each image's Grad-CAM overlay here (<name>_cam.jpg)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images decoded and answered together")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader decoding processes (default: decoding threads beside the model on a CPU, "
                         "else min(4, CPUs))")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default): the model's own answers; bf16: autocast, faster on CPUs with bf16 units, "
                         "answers may differ (tim evaluate --precision bf16 measures how often)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="artists listed in the top5 column")
     p.set_defaults(func=main)
 
 
