@@ -333,3 +333,28 @@ def test_the_default_model_warms_up_in_the_background_while_the_page_is_served(m
         assert loads == [str(models_dir / "effnet")]
     finally:
         app.demo.close()
+
+
+def test_the_started_app_names_its_address_and_the_share_option_not_gradios(models_dir):
+    """`python app.py` prints where the page is and Tim's --share, never Gradio's "set `share=True` in `launch()`"."""
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False", "TIM_ENGINE": "eager"}
+    process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--models-dir",
+                                str(models_dir), "--no-warm-up"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line.rstrip())
+            if "--share" in line or len(lines) > 50:
+                break
+        said = "\n".join(lines)
+        assert f"* Running on local URL:  http://127.0.0.1:{port}" in said, said
+        assert "start the app with --share" in said and "share=True" not in said, said
+    finally:
+        process.terminate()
+        process.wait(30)
