@@ -25,9 +25,13 @@ def test_every_option_has_a_help_text_and_shows_its_default(name, parser):
     assert not missing, f"{name}: no help for {missing}"
     text = parser.format_help()
     for action in options:
-        shown = action.default not in (None, False, [], argparse.SUPPRESS) or "(default" in (action.help or "")
+        switch = action.nargs == 0  # --fp32, --share: the default is only "not given"
+        shown = (not switch and action.default not in (None, [], argparse.SUPPRESS)) or "(default" in (action.help or "")
+        expanded = parser._get_formatter()._expand_help(action) if action.help else ""
         if shown:  # the value it takes when not given is on the page
-            assert "default" in parser._get_formatter()._expand_help(action), f"{name} {action.option_strings}"
+            assert "default" in expanded, f"{name} {action.option_strings}"
+        if switch:  # never "--fp32 keep full precision (default: True)"
+            assert "(default: True)" not in expanded and "(default: False)" not in expanded, (name, expanded)
     assert text
 
 

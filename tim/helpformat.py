@@ -1,6 +1,6 @@
 """The help layout of every Tim command: each option's help ends with its default, as argparse's
-ArgumentDefaultsHelpFormatter writes it, except where there is none to show (None, a switch's False)
-or the help already says it."""
+ArgumentDefaultsHelpFormatter writes it, except where there is none to show (None),
+a switch (its default is only the opposite of the switch), or the help already says it."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ import argparse
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+        if "default" in text or action.nargs == 0 or action.default in (None, [], argparse.SUPPRESS):
             return text
         return super()._get_help_string(action)
 
