@@ -186,6 +186,8 @@ def load_engine(model: torch.nn.Module, architecture: str, image_size: int,
                 return engine
             except Exception as e:  # noqa: BLE001 - corrupt or foreign: rebuilt below, and overwritten
                 print(f"note: ignoring engine file {path} ({first_line(e)}); building a new one", file=sys.stderr)
+    label = Path(checkpoint).name if checkpoint else architecture
+    print(f"preparing the fast CPU engine for {label}, once, ~10 s", file=sys.stderr, flush=True)
     data = export_onnx(model, image_size)
     engine = OnnxEngine(data)
     check_engine(engine, model, image_size)
