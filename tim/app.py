@@ -12,14 +12,20 @@ and the dropdown's value is looked up in it, never used as a path or repo id.
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 from tim.catalog import ModelCatalog
 from tim.examples import example_images
+from tim.helpformat import HelpFormatter
 from tim.markup import markdown_text
 from tim.plots import display_name
 from tim.predictor import Explanation, Prediction
@@ -69,6 +75,12 @@ def headline(p: Prediction, artists: int) -> str:
 
 def closest_text(p: Prediction, n: int = 3, name=display_name) -> str:
     return "closest: " + ", ".join(f"{name(a)} ({c:.0%})" for a, c in p.top[:n])
+
+
+def _blank_jpeg(side: int = 64) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (128, 128, 128)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 def _size(path: str) -> int:
@@ -320,6 +332,32 @@ class TimApp:
                 gr.Image(r.explanation.overlay, label=f"Grad-CAM ({model})", interactive=False, height=200,
                          elem_classes=["tim-cam"], buttons=["fullscreen"])
 
+    def warm_up(self) -> threading.Thread | None:
+        """Load the default model and build its engine in a background thread, so the page is served meanwhile
+        and the first visitor's answer does not wait for it; a visitor who asks sooner waits for the same build
+        (the catalog's and the Predictor's locks), never for a second one. A model that fails to load is
+        reported by the catalog when it is asked for, as without the warm-up."""
+        key = self.catalog.default_key
+        if key is None:
+            return None
+
+        def build() -> None:
+            try:
+                started = time.perf_counter()
+                predictor = self.catalog.get(key)
+                engine = getattr(predictor, "engine", None)  # built here, on the first use
+                if hasattr(predictor, "explain"):  # and one picture through what a visitor's question runs
+                    predictor.explain([_blank_jpeg()])
+                what = "the fast CPU engine for" if engine is not None else "the model"
+                print(f"{what} {self.catalog.entry(key).name} is ready ({time.perf_counter() - started:.1f} s)",
+                      file=sys.stderr, flush=True)
+            except Exception:  # noqa: BLE001 - the catalog keeps the reason; the visitor sees it on use
+                pass
+
+        thread = threading.Thread(target=build, name="tim-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def launch(self, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
         """Queue (one analysis at a time: the CPU is the bottleneck) and serve."""
         self.demo = demo = self.build()
@@ -336,7 +374,8 @@ def hub_refs_from_env() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="app.py", description="Tim's web app: artist, confidence and Grad-CAM.")
+    p = argparse.ArgumentParser(prog="app.py", description="Tim's web app: artist, confidence and Grad-CAM.",
+                                formatter_class=HelpFormatter)
     p.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1, or GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None,
                    help="port (default 7860 or the next free one, or GRADIO_SERVER_PORT)")
@@ -349,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size limit per file in MB (default 20, or TIM_MAX_FILE_MB)")
     p.add_argument("--max-loaded", type=int, default=2, help="models kept in memory at once (default 2)")
     p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
+    p.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                   help="load the default model on the first request instead of in the background at start-up")
     return p
 
 
@@ -385,4 +426,14 @@ def serve(args: argparse.Namespace) -> None:
     app = create_app(args)
     if not app.catalog.entries:
         print("warning: no models found; see --models-dir and --model", flush=True)
-    app.launch(args.host, args.port, args.share)
+    if args.warm_up:
+        app.warm_up()
+    # Gradio's own start-up lines would end "set `share=True` in `launch()`", which a user of Tim cannot:
+    # quiet, and Tim says where the page is and names its --share option (Gradio 6 has no switch for that line alone)
+    app.launch(args.host, args.port, args.share, quiet=True, prevent_thread_lock=True)
+    print(f"* Running on local URL:  {app.demo.local_url}", flush=True)
+    if app.demo.share_url:
+        print(f"* Running on public URL: {app.demo.share_url} (temporary)", flush=True)
+    elif not args.share:
+        print("* To also open a temporary public link, start the app with --share.", flush=True)
+    app.demo.block_thread()

@@ -19,7 +19,6 @@ by renaming a finished copy into place; the weights are not touched.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import sys
@@ -30,9 +29,11 @@ import torch
 from accelerate import Accelerator
 
 from tim.calibration import Calibration, calibrated_probabilities, ece, fit_best
-from tim.checkpoint import CONFIG_NAME, UNKNOWN_NAME, CheckpointError, load_checkpoint, read_config, replace_folder
-from tim.data import DataError, IndexedSplit, prepare_data, prepare_source
-from tim.evaluation import EvaluationError, check_artists, data_config_for, split_outputs
+from tim.checkpoint import (
+    CONFIG_NAME, UNKNOWN_NAME, CheckpointError, hub_layout, load_checkpoint, read_config, replace_folder,
+)
+from tim.data import DataError, IndexedSplit, prepare_data
+from tim.evaluation import EvaluationError, check_artists, split_outputs
 from tim.openset import (
     NEEDS_OUTLIERS,
     SCORES,
@@ -45,6 +46,7 @@ from tim.openset import (
     threshold_for,
 )
 from tim.predictor import Predictor
+from tim.recipe import RecipeError, data_config_for, load_other_artists, select_artists
 from tim.validate import validate_checkpoint
 
 # scores compared when other artists' paintings are given; knn-cosine would store the whole training set
@@ -72,30 +74,6 @@ def check_split(config: dict, data) -> None:
                 f"recorded {n}: this is not the data (or the split recipe) the model was trained and evaluated on. "
                 "Point --data at the paintings it was trained on."
             )
-
-
-def load_other_artists(folder: str, config: dict, known_artists: list[str], cache_dir: str | None = None):
-    """The paintings of `folder` (one subfolder per artist), prepared like the checkpoint's data; (images, artists)."""
-    if not Path(folder).is_dir():
-        raise OpenSetError(f"--unknown {folder}: no such folder; give a folder of other artists' paintings, "
-                           "one subfolder per artist.")
-    cfg = data_config_for(config, {"source": str(folder), "cache_dir": cache_dir})
-    cfg = dataclasses.replace(cfg, kind="imagefolder", min_images=1, artists=None, drop_labels=())
-    source = prepare_source(cfg)
-    artists = list(source.images.features["artist"].names)
-    overlap = sorted(set(artists) & set(known_artists))
-    if overlap:
-        raise OpenSetError(f"--unknown {folder}: it has paintings of artists the model knows ({', '.join(overlap)}); "
-                           "remove those folders, it must hold other artists only.")
-    if len(source.images) == 0:
-        raise OpenSetError(f"--unknown {folder}: no readable paintings.")
-    return source.images, artists
-
-
-def select_artists(images, artists: list[str], keep: list[str]):
-    ids = {artists.index(a) for a in keep if a in artists}
-    rows = [i for i, a in enumerate(images["artist"]) if a in ids]
-    return images.select(rows)
 
 
 def outputs(predictor: Predictor, rows, accelerator, batch_size: int, num_workers: int, desc: str) -> dict:
@@ -227,7 +205,7 @@ def write_into_checkpoint(folder: Path, calibration: Calibration, detector: Unkn
     config["tim"]["calibration"] = calibration.to_dict()
     (tmp / UNKNOWN_NAME).unlink(missing_ok=True)
     config["tim"]["unknown"] = detector.save(tmp)
-    (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    (tmp / CONFIG_NAME).write_text(json.dumps(hub_layout(config), indent=2, ensure_ascii=False) + "\n")
     replace_folder(tmp, folder)
 
 
@@ -248,7 +226,7 @@ def add_cli(sub) -> None:
     p.add_argument("--score", default="auto", choices=("auto",) + SCORES,
                    help="unknown-artist score; auto = best AUROC among the measured candidates")
     p.add_argument("--seed", type=int, default=0, help="seed of the artist split and the heads")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--cache-dir", help="prepared-image cache (default ~/.cache/tim/prepared)")
     p.set_defaults(func=run_cli)
@@ -258,7 +236,7 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         calibrate_checkpoint(args.checkpoint, args.data, args.unknown, args.retention, args.unknown_fit_fraction,
                              args.seed, args.batch_size, args.num_workers, args.cache_dir, args.score)
-    except (EvaluationError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
+    except (EvaluationError, RecipeError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -6,9 +6,10 @@
                          block: preprocessing, data recipe, training recipe, metrics
       model.safetensors  the weights
 
-`timm.create_model("local-dir:CHECKPOINT", pretrained=True)` loads it with no
-Tim code. The "tim" block is the single source of truth that keeps serving and
-evaluation identical to training.
+`timm.create_model("local-dir:CHECKPOINT", pretrained=True)` and 🤗 transformers'
+`pipeline("image-classification", model=CHECKPOINT)` load it with no Tim code
+(see `hub_layout`). The "tim" block is the single source of truth that keeps
+serving and evaluation identical to training.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import timm
 import torch
 
-from tim.atomic import recover_folder, replace_folder  # noqa: F401 - part of this module's API
+from tim.atomic import recover_folder, replace_folder, write_text_atomically  # noqa: F401 - part of this module's API
 from tim.errors import UserError
 
 CONFIG_NAME = "config.json"
@@ -36,6 +37,9 @@ CURVES_NAME = "training_curves.png"
 UNKNOWN_NAME = "unknown.safetensors"
 RELIABILITY_NAME = "reliability_diagram.png"
 UNKNOWN_HISTOGRAM_NAME = "unknown_scores.png"
+# Tim's square (tim.images.square) as timm's eval transform says it: crop_pct 1.0 keeps the whole picture;
+# `squash` resizes to the square like `stretch`, `border` letterboxes like `pad` (timm fills with the mean colour).
+CROP_MODES = {"stretch": "squash", "pad": "border"}
 
 
 class CheckpointError(UserError):
@@ -76,6 +80,46 @@ def _write_checkpoint(model, tmp: Path, label_names, preprocessing: dict, extra:
         safe_serialization=True,
         data_config={"input_size": (3, size, size), "crop_pct": 1.0},
     )
+    path = tmp / CONFIG_NAME
+    path.write_text(json.dumps(hub_layout(json.loads(path.read_text())), indent=2))
+
+
+def hub_layout(config: dict) -> dict:
+    """`config` as timm, the Hub and 🤗 transformers' TimmWrapper all read it; Tim reads both this and older layouts.
+
+    - `num_classes` stays at the root only: timm's `save_for_hf` also records it in `model_args`, and transformers
+      passes `num_classes=` itself next to `**model_args` ("got multiple values for keyword argument 'num_classes'").
+      timm takes the root value (it becomes pretrained_cfg's num_classes), so nothing is lost.
+    - `pretrained_cfg` states Tim's preprocessing (tim.preprocessing) as timm's eval transform can: the square's
+      size, bicubic resampling, the whole picture (crop_pct 1.0) squashed or letterboxed (CROP_MODES).
+    Used by every writer (save_checkpoint, tim calibrate) and to rewrite existing checkpoints (`rewrite_config`).
+    """
+    config = copy.deepcopy(config)
+    args = {k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"}
+    if args:
+        config["model_args"] = args
+    else:
+        config.pop("model_args", None)
+    pre = config["tim"]["preprocessing"]
+    size = int(pre["image_size"])
+    config.setdefault("pretrained_cfg", {}).update(
+        input_size=[3, size, size], interpolation="bicubic", crop_pct=1.0, crop_mode=CROP_MODES[pre["resize_mode"]],
+    )
+    for key in ("test_input_size", "test_crop_pct"):  # one preprocessing: Tim's
+        config["pretrained_cfg"].pop(key, None)
+    return config
+
+
+def rewrite_config(folder: str | os.PathLike) -> Path:
+    """Rewrite an existing checkpoint's config.json in `hub_layout` (weights untouched); returns the file.
+
+    This is how the bundled checkpoints written before it were brought to the layout, without retraining:
+    `python -c "from tim.checkpoint import rewrite_config; rewrite_config('tim/bundled/paintings50-lite0')"`.
+    """
+    path = Path(folder) / CONFIG_NAME
+    config = hub_layout(read_config(folder))
+    write_text_atomically(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return path
 
 
 # config.json is read whole into memory: larger than this is not a config (a hostile or mistaken file)

@@ -225,6 +225,8 @@ def load_engine(model: torch.nn.Module, architecture: str, image_size: int,
                 with contextlib.suppress(EngineError):  # a full disk: this engine still answers
                     _cache(path.read_bytes(), name, [], broken)
             return engine
+    label = Path(checkpoint).name if checkpoint else architecture
+    print(f"preparing the fast CPU engine for {label}, once, ~10 s", file=sys.stderr, flush=True)
     data = export_onnx(model, image_size)
     engine = OnnxEngine(data)
     check_engine(engine, model, image_size)

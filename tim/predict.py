@@ -1,9 +1,11 @@
 """`tim predict PATH... --out results.csv`: the app's pipeline for files and folders, as a CSV.
 
-One row per image (path, artist, confidence, top-5, error, known, unknown_score);
+One row per image (path, artist, confidence, top5, error, known, unknown_score, artist_name);
 a bad file gets a row with its error instead of stopping the run. `artist` is always
-the most likely of the model's artists; `known` is 0 when Tim says the painting is
-not by one of them (unknown_score above the checkpoint's threshold, see `tim calibrate`).
+the most likely of the model's artists, as the model names it (its key, e.g. Claude_Monet);
+`artist_name` and `top5` name artists as the app shows them (Claude Monet); `known` is 0 when
+Tim says the painting is not by one of them (unknown_score above the checkpoint's threshold,
+see `tim calibrate`).
 Images are decoded by a pool of threads (or DataLoader worker processes with --workers)
 while the model, in Tim's ONNX Runtime engine on a CPU, works on the ones before: several
 times faster than opening and classifying one image at a time, with the model's own fp32 answers.
@@ -33,10 +35,12 @@ from tqdm import tqdm
 
 from tim.examples import IMAGE_SUFFIXES
 from tim.images import ImageError
+from tim.plots import display_name
 from tim.predictor import PRECISIONS, Predictor, Preprocessor
 from tim.spreadsheet import safe_row
 
-COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score"]
+# new columns go at the end, so a script that reads columns by position keeps working
+COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name"]
 
 
 def collect(paths: list[str]) -> list[tuple[str, str]]:
@@ -86,7 +90,8 @@ def _as_list(batch):
 
 
 def top_text(top: list[tuple[str, float]]) -> str:
-    return "; ".join(f"{artist}:{p:.4f}" for artist, p in top)
+    """'Claude Monet:0.9120; Alfred Sisley:0.0411; ...': the app's display names (tim.plots.display_name)."""
+    return "; ".join(f"{display_name(artist)}:{p:.4f}" for artist, p in top)
 
 
 def _cam_paths(cam_dir: Path, inputs: list[tuple[str, str]]) -> list[Path]:
@@ -157,11 +162,11 @@ def answer(predictor: Predictor, inputs: list[tuple[str, str]], cams: list[Path]
         for i, _, _, _, error in batch:
             row = [paths[i]]
             if error is not None:
-                row += ["", "", "", error, "", ""] + ([""] if cams is not None else [])
+                row += ["", "", "", error, "", "", ""] + ([""] if cams is not None else [])
             else:
                 prediction, explanation = answers[i]
                 row += [prediction.artist, f"{prediction.confidence:.6f}", top_text(prediction.top), "",
-                        int(prediction.known), f"{prediction.unknown_score:.6f}"]
+                        int(prediction.known), f"{prediction.unknown_score:.6f}", display_name(prediction.artist)]
                 if cams is not None:
                     cams[i].parent.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(explanation.overlay).save(cams[i], quality=90)
@@ -244,16 +249,16 @@ def add_cli(sub) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
     p.add_argument("--model", help="checkpoint folder or Hub repo user/name[@rev] (default: the bundled model)")
     p.add_argument("--out", required=True, help="CSV to write: path, artist, confidence, top5, error, known "
-                                                  "(0 = not one of the model's artists), unknown_score")
+                                                  "(0 = not one of the model's artists), unknown_score, artist_name")
     p.add_argument("--cam-dir", help="also write each image's Grad-CAM overlay here (<name>_cam.jpg)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images decoded and answered together")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader decoding processes (default: decoding threads beside the model on a CPU, "
                         "else min(4, CPUs))")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default): the model's own answers; bf16: autocast, faster on CPUs with bf16 units, "
                         "answers may differ (tim evaluate --precision bf16 measures how often)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="artists listed in the top5 column")
     p.set_defaults(func=main)
 
 
