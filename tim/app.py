@@ -26,6 +26,7 @@ from PIL import Image
 from tim.catalog import ModelCatalog
 from tim.examples import example_images
 from tim.helpformat import HelpFormatter
+from tim.markup import markdown_text
 from tim.plots import display_name
 from tim.predictor import Explanation, Prediction
 
@@ -72,8 +73,8 @@ def headline(p: Prediction, artists: int) -> str:
     return display_name(p.artist)
 
 
-def closest_text(p: Prediction, n: int = 3) -> str:
-    return "closest: " + ", ".join(f"{display_name(a)} ({c:.0%})" for a, c in p.top[:n])
+def closest_text(p: Prediction, n: int = 3, name=display_name) -> str:
+    return "closest: " + ", ".join(f"{name(a)} ({c:.0%})" for a, c in p.top[:n])
 
 
 def _blank_jpeg(side: int = 64) -> bytes:
@@ -89,10 +90,7 @@ def _size(path: str) -> int:
         return 0  # gone or unreadable: decoding will say so for this file
 
 
-def _md(text: str) -> str:
-    """Escape Markdown syntax, so a file name or message is shown as typed (never as a link or markup)."""
-    return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|~" else c for c in text)
-
+_md = markdown_text  # every name, label and message from a checkpoint or an upload goes through it
 
 class TimApp:
     """The app's behaviour, independent of the page layout."""
@@ -115,10 +113,10 @@ class TimApp:
         try:
             entry = self.catalog.entry(key)
         except KeyError as e:
-            return f"⚠️ {e.args[0]}"
+            return f"⚠️ {_md(e.args[0])}"
         text = entry.details()
         if key in self.catalog.errors:
-            text += f"\n\n⚠️ **This model could not be loaded:** {self.catalog.errors[key]}"
+            text += f"\n\n⚠️ **This model could not be loaded:** {_md(self.catalog.errors[key])}"
         return text
 
     def analyze(self, key: str | None, paths: list[str] | None,
@@ -127,7 +125,7 @@ class TimApp:
         try:
             self.catalog.entry(key)
         except KeyError as e:
-            return f"⚠️ {e.args[0]}.", []
+            return f"⚠️ {_md(e.args[0])}.", []
         paths = [str(p) for p in (paths or [])]
         if not paths:
             return "Upload one or more pictures first.", []
@@ -147,7 +145,8 @@ class TimApp:
             try:
                 predictor = self.catalog.get(key)
             except Exception:  # noqa: BLE001 - the reason is in catalog.errors and shown to the user
-                return (f"⚠️ **{self.catalog.entry(key).name} could not be loaded:** {self.catalog.errors[key]}\n\n"
+                return (f"⚠️ **{_md(self.catalog.entry(key).name)} could not be loaded:** "
+                        f"{_md(self.catalog.errors[key])}\n\n"
                         "The other models still work: choose another one."), []
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start : start + self.batch_size]
@@ -165,7 +164,7 @@ class TimApp:
             progress((len(todo), len(todo)), desc="Done", unit="pictures")
 
         good = sum(r.explanation is not None for r in results)
-        status = f"Analysed {good} of {len(results)} pictures with **{self.catalog.entry(key).name}**."
+        status = f"Analysed {good} of {len(results)} pictures with **{_md(self.catalog.entry(key).name)}**."
         if good < len(results):
             status += f" {len(results) - good} could not be analysed (see below)."
         return status, results
@@ -196,7 +195,7 @@ class TimApp:
         progress((len(keys), len(keys)), desc="Done", unit="models")
         status = f"Analysed {len(paths)} picture{'s' * (len(paths) > 1)} with {len(keys)} models."
         if failed:
-            status += f" ⚠️ Could not load: {', '.join(failed)}."
+            status += f" ⚠️ Could not load: {_md(', '.join(failed))}."
         return status, comparisons
 
     def all_table(self, comparisons: list[Comparison]) -> list[list]:
@@ -298,7 +297,7 @@ class TimApp:
     def _answer_markdown(p: Prediction, artists: int) -> str:
         if p.known:
             return f"**{_md(display_name(p.artist))}**, {p.confidence:.1%} confidence"
-        return f"**{_md(headline(p, artists))}**\n\n{_md(closest_text(p))}"
+        return f"**{_md(headline(p, artists))}**\n\n{closest_text(p, name=lambda a: _md(display_name(a)))}"
 
     def _result_row(self, n: int, r: FileResult, artists: int) -> None:
         if r.explanation is None:

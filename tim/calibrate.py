@@ -47,6 +47,7 @@ from tim.openset import (
 )
 from tim.predictor import Predictor
 from tim.recipe import RecipeError, data_config_for, load_other_artists, select_artists
+from tim.validate import validate_checkpoint
 
 # scores compared when other artists' paintings are given; knn-cosine would store the whole training set
 DEFAULT_CANDIDATES = ("max-probability", "mahalanobis", "outlier-exposure", "outlier-exposure+max-probability")
@@ -113,6 +114,8 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
     if score in NEEDS_OUTLIERS and not unknown:
         raise OpenSetError(f"--score {score} needs paintings of other artists: pass --unknown DIR")
     accelerator = accelerator or Accelerator()
+    # checked by tim.validate first, all but the two blocks this command rewrites (so it repairs broken ones)
+    validate_checkpoint(folder, replacing=("tim.calibration", "tim.unknown"))
     model, config = load_checkpoint(folder)
     predictor = raw_predictor(model, config, accelerator.device)
     overrides = {k: v for k, v in (("source", data), ("cache_dir", cache_dir)) if v is not None}

@@ -42,6 +42,7 @@ from tim.checkpoint import (
 from tim.data import SPLITS, DataError, IndexedSplit, prepare_data
 from tim.errors import UserError
 from tim.hub import open_checkpoint
+from tim.spreadsheet import safe_row
 from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table, top_k_accuracy
 from tim.plots import (
     display_name,
@@ -285,7 +286,7 @@ def write_results(out: Path, results: dict, paths: list[str], references: np.nda
         writer = csv.writer(f)
         writer.writerow(["path", "true", "predicted", "confidence"])
         for path, true, pred, probs in zip(paths, references, predictions, probabilities):
-            writer.writerow([path, artists[true], artists[pred], f"{probs[pred]:.6f}"])
+            writer.writerow(safe_row([path, artists[true], artists[pred], f"{probs[pred]:.6f}"]))
     cm = confusion_matrix(references, predictions, labels=np.arange(len(artists)))
     acc = results["metrics"]["accuracy"]
     title = (f"{results['split']} split, {results['num_images']} images: accuracy {acc['value']:.3f} "

@@ -37,6 +37,7 @@ from tim.examples import IMAGE_SUFFIXES
 from tim.images import ImageError
 from tim.plots import display_name
 from tim.predictor import PRECISIONS, Predictor, Preprocessor
+from tim.spreadsheet import safe_row
 
 # new columns go at the end, so a script that reads columns by position keeps working
 COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name"]
@@ -192,7 +193,7 @@ def process_state() -> PartialState:
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
-# images per process between two gatherings: bounds memory on a million images, keeps the CSV growing
+# images per process between two gatherings: bounds memory on a million images, keeps the (temporary) CSV growing
 ROUND = 2048
 
 
@@ -210,9 +211,11 @@ def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathL
     cams = _cam_paths(Path(cam_dir), inputs) if cam_dir else None
     errors = 0
     f = writer = None
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")  # replaces `out` only once every row is written
     if state.is_main_process:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        f = open(out, "w", newline="")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        f = open(tmp, "w", newline="")
         writer = csv.writer(f)
         writer.writerow(COLUMNS + (["cam"] if cam_dir else []))
     try:
@@ -228,11 +231,15 @@ def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathL
                     bar.update(len(rows))
                 errors += sum(1 for row in rows if row[4])
                 if writer is not None:
-                    writer.writerows(rows)
+                    writer.writerows(map(safe_row, rows))  # no cell a spreadsheet would run (tim.spreadsheet)
                     f.flush()
+        if f is not None:
+            f.close()
+            os.replace(tmp, out)
     finally:
         if f is not None:
             f.close()
+            tmp.unlink(missing_ok=True)  # a crash or Ctrl-C: the old CSV stays, no half-written copy
     return len(inputs), errors
 
 
@@ -268,6 +275,10 @@ def main(args: argparse.Namespace) -> int:
         predictor = Predictor.load(ref, device=process_state().device, precision=args.precision)
     except (CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    if Path(args.out).is_dir():
+        print(f"error: --out {args.out} is a folder; name the CSV file to write (e.g. {Path(args.out) / 'results.csv'})",
+              file=sys.stderr)
         return 1
     inputs = collect(args.paths)
     if not inputs:
