@@ -302,3 +302,60 @@ def test_space_deploy_stages_a_self_contained_app(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import tim; print(tim.__file__)"], cwd=stage,
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip().startswith(str(stage))
+
+
+def test_the_default_model_warms_up_in_the_background_while_the_page_is_served(models_dir, paintings, capsys):
+    import threading
+    import urllib.request
+
+    from tim.predictor import Predictor
+
+    release, loads = threading.Event(), []
+
+    def slow_loader(ref):  # a model whose load takes until the page has been fetched
+        loads.append(ref)
+        release.wait(60)
+        return Predictor.load(ref)
+
+    entries = [ModelEntry.from_folder(models_dir / "effnet", "local")]
+    app = TimApp(ModelCatalog(entries, loader=slow_loader), max_files=4, max_file_mb=5)
+    thread = app.warm_up()
+    port = free_port()
+    app.launch("127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.status == 200 and thread.is_alive()  # served while the model is still loading
+        release.set()
+        thread.join(60)
+        assert app.catalog.is_loaded("local:effnet") and loads == [str(models_dir / "effnet")]
+        assert "the model effnet is ready" in capsys.readouterr().err  # eager in the tests: no engine to build
+        status, _ = app.analyze("local:effnet", [paintings[0]])  # a visitor's question finds it loaded
+        assert "Analysed 1 of 1" in status
+        assert loads == [str(models_dir / "effnet")]
+    finally:
+        app.demo.close()
+
+
+def test_the_started_app_names_its_address_and_the_share_option_not_gradios(models_dir):
+    """`python app.py` prints where the page is and Tim's --share, never Gradio's "set `share=True` in `launch()`"."""
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False", "TIM_ENGINE": "eager"}
+    process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--models-dir",
+                                str(models_dir), "--no-warm-up"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line.rstrip())
+            if "--share" in line or len(lines) > 50:
+                break
+        said = "\n".join(lines)
+        assert f"* Running on local URL:  http://127.0.0.1:{port}" in said, said
+        assert "start the app with --share" in said and "share=True" not in said, said
+    finally:
+        process.terminate()
+        process.wait(30)

@@ -100,7 +100,8 @@ def test_when_the_engine_cannot_be_built_predictions_fall_back_to_pytorch_with_o
     x = batch(predictor)
     assert torch.allclose(predictor.probabilities(x), eager.probabilities(x))
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "exporter exploded" in err[0] and "using eager PyTorch" in err[0]
+    assert len(err) == 2 and err[0] == "preparing the fast CPU engine for test_efficientnet, once, ~10 s"  # no folder: arch
+    assert "exporter exploded" in err[1] and "using eager PyTorch" in err[1]
 
 
 def test_bf16_only_when_asked_and_then_without_the_engine(checkpoint):
@@ -111,3 +112,15 @@ def test_bf16_only_when_asked_and_then_without_the_engine(checkpoint):
     assert torch.allclose(bf16.probabilities(x), default.probabilities(x), atol=0.05)
     with pytest.raises(ValueError, match="precision"):
         Predictor.load(str(checkpoint), precision="fp16")
+
+
+def test_building_an_engine_says_so_in_one_line_and_a_cached_one_says_nothing(checkpoint, built, tmp_path,
+                                                                             monkeypatch, capsys):
+    fresh = tmp_path / "fresh"
+    shutil.copytree(checkpoint, fresh, ignore=shutil.ignore_patterns(engines.ENGINE_DIR))
+    capsys.readouterr()
+    assert Predictor.load(str(fresh), engine="auto").engine is not None
+    said = [line for line in capsys.readouterr().err.splitlines() if "engine" in line]
+    assert said == ["preparing the fast CPU engine for fresh, once, ~10 s"]
+    assert Predictor.load(str(fresh), engine="auto").engine is not None
+    assert "preparing" not in capsys.readouterr().err

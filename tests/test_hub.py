@@ -478,7 +478,7 @@ def test_hub_config_is_validated(tmp_path):
     files["config.json"] = json.dumps(config).encode()
     put_in_hub_cache(REPO, files)
 
-    with pytest.raises(HubError, match="2 label names for 3 classifier outputs") as e:
+    with pytest.raises(HubError, match="expected 3 names, one per classifier output") as e:
         load_model(REPO)
     assert REPO in str(e.value)
 

@@ -56,9 +56,9 @@ def test_rows_for_files_and_folders_with_errors(checkpoint, folder, tmp_path):
     assert run_cli([str(folder), str(loose), str(tmp_path / "missing.jpg"), "--model", str(checkpoint),
                     "--out", str(out), "--batch-size", "2", "--workers", "2"]) == 0
     rows = read(out)
-    # the columns of every earlier Tim in their places, then the ones issue 19 appended
-    assert list(rows[0]) == ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "painting",
-                             "region", "corners"]
+    # the columns of every earlier Tim in their places, then artist_name (issue 21), then issue 19's
+    assert list(rows[0]) == ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name",
+                             "painting", "region", "corners"]
     names = [Path(r["path"]).name for r in rows]
     assert names == ["a.jpg", "b.png", "broken.jpg", "c.JPEG", "loose.webp", "missing.jpg"]  # sorted per folder
     by_name = dict(zip(names, rows))
@@ -66,7 +66,7 @@ def test_rows_for_files_and_folders_with_errors(checkpoint, folder, tmp_path):
         row = by_name[name]
         assert row["error"] == "" and row["artist"] in ARTISTS
         top = [part.rsplit(":", 1) for part in row["top5"].split("; ")]
-        assert len(top) == 5 and top[0][0] == row["artist"] and float(top[0][1]) == pytest.approx(
+        assert len(top) == 5 and top[0][0] == row["artist_name"] and float(top[0][1]) == pytest.approx(
             float(row["confidence"]), abs=1e-4)
     assert by_name["broken.jpg"]["artist"] == "" and "broken.jpg" in by_name["broken.jpg"]["error"]
     assert "no such file" in by_name["missing.jpg"]["error"]
@@ -79,6 +79,27 @@ def test_predictions_match_the_predictor(checkpoint, folder, tmp_path):
     expected = Predictor.load(str(checkpoint)).predict([r["path"] for r in rows])
     assert [r["artist"] for r in rows] == [p.artist for p in expected]
     assert [float(r["confidence"]) for r in rows] == pytest.approx([p.confidence for p in expected], abs=1e-5)
+
+
+def test_the_csv_names_artists_as_the_app_does_and_keeps_the_key(folder, tmp_path):
+    import timm
+
+    from tim.app import headline
+    from tim.checkpoint import save_checkpoint
+
+    keys = ["Claude_Monet", "Pierre-Auguste_Renoir", "Rembrandt"]
+    model = timm.create_model("test_resnet", num_classes=3)
+    ckpt = save_checkpoint(model, tmp_path / "keys", keys, {"resize_mode": "pad", "image_size": 64})
+    out = tmp_path / "results.csv"
+    assert run_cli([str(folder), "--model", str(ckpt), "--out", str(out), "--workers", "0", "--top-k", "3"]) == 0
+    good = [r for r in read(out) if not r["error"]]
+    expected = Predictor.load(str(ckpt)).predict([r["path"] for r in good], k=3)
+    for row, p in zip(good, expected):
+        assert row["artist"] == p.artist in keys
+        assert row["artist_name"] == headline(p, len(keys)) == p.artist.replace("_", " ")  # what the app shows
+        assert [part.rsplit(":", 1)[0] for part in row["top5"].split("; ")] == [a.replace("_", " ") for a, _ in p.top]
+    broken = next(r for r in read(out) if r["error"])
+    assert broken["artist"] == broken["artist_name"] == ""
 
 
 def test_a_rejected_painting_is_marked_unknown_and_keeps_its_closest_artist(folder, tmp_path):

@@ -12,14 +12,21 @@ and the dropdown's value is looked up in it, never used as a path or repo id.
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 from tim.catalog import ModelCatalog
 from tim.examples import example_images
+from tim.helpformat import HelpFormatter
+from tim.markup import markdown_text
 from tim.plots import display_name
 from tim.predictor import Explanation, Prediction
 
@@ -83,8 +90,14 @@ def headline(p: Prediction, artists: int) -> str:
     return display_name(p.artist)
 
 
-def closest_text(p: Prediction, n: int = 3) -> str:
-    return "closest: " + ", ".join(f"{display_name(a)} ({c:.0%})" for a, c in p.top[:n])
+def closest_text(p: Prediction, n: int = 3, name=display_name) -> str:
+    return "closest: " + ", ".join(f"{name(a)} ({c:.0%})" for a, c in p.top[:n])
+
+
+def _blank_jpeg(side: int = 64) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (128, 128, 128)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 def _size(path: str) -> int:
@@ -94,10 +107,7 @@ def _size(path: str) -> int:
         return 0  # gone or unreadable: decoding will say so for this file
 
 
-def _md(text: str) -> str:
-    """Escape Markdown syntax, so a file name or message is shown as typed (never as a link or markup)."""
-    return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|~" else c for c in text)
-
+_md = markdown_text  # every name, label and message from a checkpoint or an upload goes through it
 
 class TimApp:
     """The app's behaviour, independent of the page layout."""
@@ -120,10 +130,10 @@ class TimApp:
         try:
             entry = self.catalog.entry(key)
         except KeyError as e:
-            return f"⚠️ {e.args[0]}"
+            return f"⚠️ {_md(e.args[0])}"
         text = entry.details()
         if key in self.catalog.errors:
-            text += f"\n\n⚠️ **This model could not be loaded:** {self.catalog.errors[key]}"
+            text += f"\n\n⚠️ **This model could not be loaded:** {_md(self.catalog.errors[key])}"
         return text
 
     def analyze(self, key: str | None, paths: list[str] | None,
@@ -134,7 +144,7 @@ class TimApp:
         try:
             self.catalog.entry(key)
         except KeyError as e:
-            return f"⚠️ {e.args[0]}.", []
+            return f"⚠️ {_md(e.args[0])}.", []
         paths = [str(p) for p in (paths or [])]
         if not paths:
             return "Upload one or more pictures first.", []
@@ -154,7 +164,8 @@ class TimApp:
             try:
                 predictor = self.catalog.get(key)
             except Exception:  # noqa: BLE001 - the reason is in catalog.errors and shown to the user
-                return (f"⚠️ **{self.catalog.entry(key).name} could not be loaded:** {self.catalog.errors[key]}\n\n"
+                return (f"⚠️ **{_md(self.catalog.entry(key).name)} could not be loaded:** "
+                        f"{_md(self.catalog.errors[key])}\n\n"
                         "The other models still work: choose another one."), []
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start : start + self.batch_size]
@@ -172,7 +183,7 @@ class TimApp:
             progress((len(todo), len(todo)), desc="Done", unit="pictures")
 
         good = sum(r.explanation is not None for r in results)
-        status = f"Analysed {good} of {len(results)} pictures with **{self.catalog.entry(key).name}**."
+        status = f"Analysed {good} of {len(results)} pictures with **{_md(self.catalog.entry(key).name)}**."
         if good < len(results):
             status += f" {len(results) - good} could not be analysed (see below)."
         return status, results
@@ -204,7 +215,7 @@ class TimApp:
         progress((len(keys), len(keys)), desc="Done", unit="models")
         status = f"Analysed {len(paths)} picture{'s' * (len(paths) > 1)} with {len(keys)} models."
         if failed:
-            status += f" ⚠️ Could not load: {', '.join(failed)}."
+            status += f" ⚠️ Could not load: {_md(', '.join(failed))}."
         return status, comparisons
 
     def all_table(self, comparisons: list[Comparison]) -> list[list]:
@@ -314,10 +325,10 @@ class TimApp:
     @staticmethod
     def _answer_markdown(p: Prediction, artists: int) -> str:
         if not p.painting:
-            return f"**{NOT_A_PAINTING}**\n\n{_md(closest_text(p))}, if it is one"
+            return f"**{NOT_A_PAINTING}**\n\n{closest_text(p, name=lambda a: _md(display_name(a)))}, if it is one"
         if p.known:
             return f"**{_md(display_name(p.artist))}**, {p.confidence:.1%} confidence"
-        return f"**{_md(headline(p, artists))}**\n\n{_md(closest_text(p))}"
+        return f"**{_md(headline(p, artists))}**\n\n{closest_text(p, name=lambda a: _md(display_name(a)))}"
 
     @staticmethod
     def _answer_class(p: Prediction) -> str:
@@ -339,7 +350,8 @@ class TimApp:
                          scale=2, elem_classes=["tim-original"], buttons=["fullscreen"])
         for e in r.explanations:
             p = e.prediction
-            title = f"#### {n}.{p.region} painting {p.region} of {_md(r.name)}" if located else f"#### {n}. {_md(r.name)}"
+            title = (f"#### {n}.{p.region} painting {p.region} of {_md(r.name)}" if located
+                     else f"#### {n}. {_md(r.name)}")
             with gr.Row(equal_height=False, elem_classes=["tim-result"]):
                 with gr.Column(scale=1, min_width=220):
                     gr.Markdown(f"{title}\n{self._answer_markdown(p, artists)}", elem_classes=[self._answer_class(p)])
@@ -372,6 +384,32 @@ class TimApp:
                     gr.Image(e.overlay, label=f"Grad-CAM ({model})", interactive=False, height=200,
                              elem_classes=["tim-cam"], buttons=["fullscreen"])
 
+    def warm_up(self) -> threading.Thread | None:
+        """Load the default model and build its engine in a background thread, so the page is served meanwhile
+        and the first visitor's answer does not wait for it; a visitor who asks sooner waits for the same build
+        (the catalog's and the Predictor's locks), never for a second one. A model that fails to load is
+        reported by the catalog when it is asked for, as without the warm-up."""
+        key = self.catalog.default_key
+        if key is None:
+            return None
+
+        def build() -> None:
+            try:
+                started = time.perf_counter()
+                predictor = self.catalog.get(key)
+                engine = getattr(predictor, "engine", None)  # built here, on the first use
+                if hasattr(predictor, "explain"):  # and one picture through what a visitor's question runs
+                    predictor.explain([_blank_jpeg()])
+                what = "the fast CPU engine for" if engine is not None else "the model"
+                print(f"{what} {self.catalog.entry(key).name} is ready ({time.perf_counter() - started:.1f} s)",
+                      file=sys.stderr, flush=True)
+            except Exception:  # noqa: BLE001 - the catalog keeps the reason; the visitor sees it on use
+                pass
+
+        thread = threading.Thread(target=build, name="tim-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def launch(self, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
         """Queue (one analysis at a time: the CPU is the bottleneck) and serve."""
         self.demo = demo = self.build()
@@ -388,7 +426,8 @@ def hub_refs_from_env() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="app.py", description="Tim's web app: artist, confidence and Grad-CAM.")
+    p = argparse.ArgumentParser(prog="app.py", description="Tim's web app: artist, confidence and Grad-CAM.",
+                                formatter_class=HelpFormatter)
     p.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1, or GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None,
                    help="port (default 7860 or the next free one, or GRADIO_SERVER_PORT)")
@@ -401,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size limit per file in MB (default 20, or TIM_MAX_FILE_MB)")
     p.add_argument("--max-loaded", type=int, default=2, help="models kept in memory at once (default 2)")
     p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
+    p.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                   help="load the default model on the first request instead of in the background at start-up")
     return p
 
 
@@ -437,4 +478,14 @@ def serve(args: argparse.Namespace) -> None:
     app = create_app(args)
     if not app.catalog.entries:
         print("warning: no models found; see --models-dir and --model", flush=True)
-    app.launch(args.host, args.port, args.share)
+    if args.warm_up:
+        app.warm_up()
+    # Gradio's own start-up lines would end "set `share=True` in `launch()`", which a user of Tim cannot:
+    # quiet, and Tim says where the page is and names its --share option (Gradio 6 has no switch for that line alone)
+    app.launch(args.host, args.port, args.share, quiet=True, prevent_thread_lock=True)
+    print(f"* Running on local URL:  {app.demo.local_url}", flush=True)
+    if app.demo.share_url:
+        print(f"* Running on public URL: {app.demo.share_url} (temporary)", flush=True)
+    elif not args.share:
+        print("* To also open a temporary public link, start the app with --share.", flush=True)
+    app.demo.block_thread()

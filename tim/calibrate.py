@@ -25,7 +25,6 @@ by renaming a finished copy into place; the weights are not touched.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import sys
@@ -41,12 +40,13 @@ from tim.checkpoint import (
     PAINTING_NAME,
     UNKNOWN_NAME,
     CheckpointError,
+    hub_layout,
     load_checkpoint,
     read_config,
     replace_folder,
 )
-from tim.data import DataError, IndexedSplit, prepare_data, prepare_source
-from tim.evaluation import EvaluationError, check_artists, data_config_for, open_pictures, simulated_photos, split_outputs
+from tim.data import DataError, IndexedSplit, prepare_data
+from tim.evaluation import EvaluationError, check_artists, open_pictures, simulated_photos, split_outputs
 from tim.openset import (
     NEEDS_OUTLIERS,
     SCORES,
@@ -61,6 +61,8 @@ from tim.openset import (
 from tim.painting import SCAN_RETENTION, PaintingDetector, fit_head, not_painting_files, rejected_share, split_classes
 from tim.painting import threshold_for as painting_threshold
 from tim.predictor import Predictor
+from tim.recipe import RecipeError, data_config_for, load_other_artists, select_artists
+from tim.validate import validate_checkpoint
 
 # scores compared when other artists' paintings are given; knn-cosine would store the whole training set
 DEFAULT_CANDIDATES = ("max-probability", "mahalanobis", "outlier-exposure", "outlier-exposure+max-probability")
@@ -88,30 +90,6 @@ def check_split(config: dict, data) -> None:
                 f"recorded {n}: this is not the data (or the split recipe) the model was trained and evaluated on. "
                 "Point --data at the paintings it was trained on."
             )
-
-
-def load_other_artists(folder: str, config: dict, known_artists: list[str], cache_dir: str | None = None):
-    """The paintings of `folder` (one subfolder per artist), prepared like the checkpoint's data; (images, artists)."""
-    if not Path(folder).is_dir():
-        raise OpenSetError(f"--unknown {folder}: no such folder; give a folder of other artists' paintings, "
-                           "one subfolder per artist.")
-    cfg = data_config_for(config, {"source": str(folder), "cache_dir": cache_dir})
-    cfg = dataclasses.replace(cfg, kind="imagefolder", min_images=1, artists=None, drop_labels=())
-    source = prepare_source(cfg)
-    artists = list(source.images.features["artist"].names)
-    overlap = sorted(set(artists) & set(known_artists))
-    if overlap:
-        raise OpenSetError(f"--unknown {folder}: it has paintings of artists the model knows ({', '.join(overlap)}); "
-                           "remove those folders, it must hold other artists only.")
-    if len(source.images) == 0:
-        raise OpenSetError(f"--unknown {folder}: no readable paintings.")
-    return source.images, artists
-
-
-def select_artists(images, artists: list[str], keep: list[str]):
-    ids = {artists.index(a) for a in keep if a in artists}
-    rows = [i for i, a in enumerate(images["artist"]) if a in ids]
-    return images.select(rows)
 
 
 def outputs(predictor: Predictor, rows, accelerator, batch_size: int, num_workers: int, desc: str) -> dict:
@@ -215,6 +193,7 @@ def fit_painting_only(folder: Path, not_paintings: str, data: str | None = None,
     """`--only-painting`: fit the not-a-painting decision alone, keeping the checkpoint's calibration and
     unknown-artist decision as they are (the head reads features, which they do not change)."""
     accelerator = accelerator or Accelerator()
+    validate_checkpoint(folder, replacing=("tim.painting",))
     model, config = load_checkpoint(folder)
     predictor = raw_predictor(model, config, accelerator.device)
     data_cfg = data_config_for(config, {k: v for k, v in (("source", data), ("cache_dir", cache_dir)) if v})
@@ -235,7 +214,7 @@ def fit_painting_only(folder: Path, not_paintings: str, data: str | None = None,
         shutil.copytree(folder, tmp)
         written = read_config(tmp)
         written["tim"]["painting"] = painting.save(tmp)
-        (tmp / CONFIG_NAME).write_text(json.dumps(written, indent=2, ensure_ascii=False) + "\n")
+        (tmp / CONFIG_NAME).write_text(json.dumps(hub_layout(written), indent=2, ensure_ascii=False) + "\n")
         replace_folder(tmp, folder)
     accelerator.wait_for_everyone()
     out(f"Wrote tim.painting to {folder / CONFIG_NAME} and {PAINTING_NAME} (calibration and unknown-artist kept)")
@@ -259,6 +238,8 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
     if score in NEEDS_OUTLIERS and not unknown:
         raise OpenSetError(f"--score {score} needs paintings of other artists: pass --unknown DIR")
     accelerator = accelerator or Accelerator()
+    # checked by tim.validate first, all but the two blocks this command rewrites (so it repairs broken ones)
+    validate_checkpoint(folder, replacing=("tim.calibration", "tim.unknown") + (("tim.painting",) if not_paintings else ()))
     model, config = load_checkpoint(folder)
     predictor = raw_predictor(model, config, accelerator.device)
     overrides = {k: v for k, v in (("source", data), ("cache_dir", cache_dir)) if v is not None}
@@ -362,7 +343,7 @@ def write_into_checkpoint(folder: Path, calibration: Calibration, detector: Unkn
     config["tim"]["unknown"] = detector.save(tmp)
     if painting is not None:
         config["tim"]["painting"] = painting.save(tmp)
-    (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    (tmp / CONFIG_NAME).write_text(json.dumps(hub_layout(config), indent=2, ensure_ascii=False) + "\n")
     replace_folder(tmp, folder)
 
 
@@ -394,7 +375,7 @@ def add_cli(sub) -> None:
     p.add_argument("--painting-retention", type=float, default=SCAN_RETENTION,
                    help="share of validation scans the not-a-painting threshold lets pass as paintings")
     p.add_argument("--seed", type=int, default=0, help="seed of the artist split and the heads")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--cache-dir", help="prepared-image cache (default ~/.cache/tim/prepared)")
     p.set_defaults(func=run_cli)
@@ -415,7 +396,7 @@ def run_cli(args: argparse.Namespace) -> int:
                              not_paintings=args.not_paintings,
                              not_paintings_fit_fraction=args.not_paintings_fit_fraction,
                              painting_retention=args.painting_retention)
-    except (EvaluationError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
+    except (EvaluationError, RecipeError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -366,40 +366,56 @@ def _training_section(train: dict | None) -> str:
 
 
 def _usage_section(config: dict, repo: str, placeholder: bool) -> str:
+    """Three ways to ask the model (tests/test_card_usage.py runs each block as written)."""
     pre = config["tim"]["preprocessing"]
     size, pad = pre["image_size"], tuple(pre.get("pad_color", (0, 0, 0)))
-    if pre["resize_mode"] == "pad":
-        square = f"ImageOps.pad(image, ({size}, {size}), method=Image.Resampling.BICUBIC, color={pad})"
-    else:
-        square = f"image.resize(({size}, {size}), Image.Resampling.BICUBIC)"
+    imports, square = "from PIL import Image", ""
+    if pre["resize_mode"] == "pad":  # timm's border mode letterboxes with the mean colour; Tim's bars are `pad`
+        imports = "from PIL import Image, ImageOps"
+        square = (f"\nimage = ImageOps.pad(image, ({size}, {size}), method=Image.Resampling.BICUBIC, color={pad})"
+                  "  # Tim's letterbox colour")
     note = f"\n\nReplace `{PLACEHOLDER_REPO}` with the repository this checkpoint is pushed to." if placeholder else ""
     return f"""## How to use
 
-With timm alone (the label names are in the config):
+With Tim's command (a CSV of the artist, its confidence and the top 5, for files and folders; see Tim's README),
+or its Python API:
 
-```python
-import timm, torch
-from PIL import Image, ImageOps
-
-model = timm.create_model("hf-hub:{repo}", pretrained=True).eval()
-labels = model.pretrained_cfg["label_names"]
-transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
-
-image = Image.open("painting.jpg").convert("RGB")
-image = {square}  # the checkpoint's squaring
-with torch.inference_mode():
-    probs = model(transform(image).unsqueeze(0)).softmax(-1)[0]
-print(labels[int(probs.argmax())], float(probs.max()))
+```bash
+tim predict painting.jpg --model {repo} --out answers.csv
 ```
-
-With Tim (same preprocessing as training, EXIF rotation and odd image modes handled):
 
 ```python
 from tim.predictor import Predictor
 
-predictor = Predictor.load("{repo}")
-print(predictor.predict(["painting.jpg"])[0])
-```{note}"""
+print(Predictor.load("{repo}").predict(["painting.jpg"])[0])
+```
+
+With timm alone (the config's `pretrained_cfg` states the preprocessing, the label names are beside it):
+
+```python
+import timm, torch
+{imports}
+
+model = timm.create_model("hf-hub:{repo}", pretrained=True).eval()
+transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
+image = Image.open("painting.jpg").convert("RGB"){square}
+with torch.inference_mode():
+    probs = model(transform(image).unsqueeze(0)).softmax(-1)[0]
+print(model.pretrained_cfg["label_names"][int(probs.argmax())], float(probs.max()))
+```
+
+With 🤗 transformers (its timm wrapper, transformers >= 4.56):
+
+```python
+import torch
+from transformers import pipeline
+
+classify = pipeline("image-classification", model="{repo}", dtype=torch.float32)
+print(classify("painting.jpg", top_k=3))
+```
+
+Tim also turns pictures upright by their EXIF rotation, reads odd image modes, and says when a painting is by
+none of the artists it knows (`known`, once calibrated); plain timm and transformers give the closest artist only.{note}"""
 
 
 def _limits_section(config: dict) -> str:

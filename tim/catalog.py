@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tim.checkpoint import CONFIG_NAME, EVAL_RESULTS_NAME, WEIGHTS_NAME, CheckpointError
+from tim.markup import markdown_text as _md
+from tim.validate import validate_checkpoint
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
@@ -50,10 +52,23 @@ def default_model() -> str:
 
 
 def _read_json(path: Path) -> dict | None:
+    """A JSON object from `path`, or None for anything else (missing, unreadable, not JSON, a list, nested too deep)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        value = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    return value if isinstance(value, dict) else None
+
+
+def _dig(value, *keys):
+    """value[k1][k2]... where every step is a JSON object, else None: describing a model never fails on its files."""
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -91,16 +106,15 @@ class ModelEntry:
 
     def accuracy(self) -> tuple[float, float | None, float | None] | None:
         """(test accuracy, low, high) from eval_results.json (with its interval) or config["tim"]["metrics"]."""
-        metrics = (self.eval_results or {}).get("metrics", {})
-        acc = metrics.get("accuracy")
-        if isinstance(acc, dict) and "value" in acc and (self.eval_results or {}).get("split", "test") == "test":
-            return float(acc["value"]), acc.get("low"), acc.get("high")
-        summary = ((self.config or {}).get("tim") or {}).get("metrics") or {}
-        value = summary.get("accuracy")
+        acc = _dig(self.eval_results, "metrics", "accuracy")
+        if _number(_dig(acc, "value")) is not None and (_dig(self.eval_results, "split") or "test") == "test":
+            return _number(acc["value"]), _number(acc.get("low")), _number(acc.get("high"))
+        summary = _dig(self.config, "tim", "metrics")
+        value = _dig(summary, "accuracy")
         if isinstance(value, dict):
             value = value.get("value")
-        if isinstance(value, (int, float)) and summary.get("split", "test") == "test":
-            return float(value), None, None
+        if _number(value) is not None and (_dig(summary, "split") or "test") == "test":
+            return _number(value), None, None
         return None
 
     @property
@@ -113,26 +127,31 @@ class ModelEntry:
         """Dropdown text: name · architecture · artists · test accuracy."""
         parts = [self.name + {"bundled": " (bundled)", "hub": " (Hub)"}.get(self.source, "")]
         if self.config:
-            parts.append(str(self.config.get("architecture", "?")))
-            parts.append(f"{len(self.config.get('label_names') or [])} artists")
+            parts.append(str(self.config.get("architecture", "?"))[:80])
+            labels = self.config.get("label_names")
+            parts.append(f"{len(labels) if isinstance(labels, list) else '?'} artists")
         acc = self.accuracy()
         parts.append(f"test accuracy {acc[0]:.1%}" if acc else "test accuracy not measured")
         return " · ".join(parts)
 
     def details(self) -> str:
-        """A Markdown paragraph about the model: where it comes from, its artists and its test accuracy."""
-        where = {"bundled": "bundled with Tim (works offline)", "local": f"checkpoint folder `{self.ref}`",
-                 "hub": f"Hugging Face Hub repo `{self.ref}`"}[self.source]
-        lines = [f"**{self.name}**: {where}."]
+        """A Markdown paragraph about the model: where it comes from, its artists and its test accuracy.
+
+        Every value from the checkpoint (name, path, architecture, labels) is escaped as plain text (tim.markup).
+        """
+        where = {"bundled": "bundled with Tim (works offline)", "local": f"checkpoint folder {_md(self.ref)}",
+                 "hub": f"Hugging Face Hub repo {_md(self.ref)}"}[self.source]
+        lines = [f"**{_md(self.name)}**: {where}."]
         if self.config:
-            pre = (self.config.get("tim") or {}).get("preprocessing") or {}
-            lines.append(f"Architecture `{self.config.get('architecture')}`, input {pre.get('image_size', '?')} px "
-                         f"({pre.get('resize_mode', '?')}).")
-            labels = self.config.get("label_names") or []
-            if labels:
+            pre = _dig(self.config, "tim", "preprocessing")
+            size, mode = _dig(pre, "image_size"), _dig(pre, "resize_mode")
+            lines.append(f"Architecture {_md(self.config.get('architecture'))}, input "
+                         f"{_md('?' if size is None else size)} px ({_md('?' if mode is None else mode)}).")
+            labels = self.config.get("label_names")
+            if isinstance(labels, list) and labels:
                 from tim.plots import display_name  # "Peter_Paul_Rubens" -> "Peter Paul Rubens"
 
-                lines.append(f"{len(labels)} artists: {', '.join(display_name(str(a)) for a in labels)}.")
+                lines.append(f"{len(labels)} artists: {', '.join(_md(display_name(str(a))) for a in labels)}.")
         acc = self.accuracy()
         if acc:
             value, low, high = acc
@@ -178,11 +197,25 @@ class ModelCatalog:
                 entries.append(ModelEntry.from_folder(Path(ref).expanduser().resolve(), "local"))
             else:
                 entries.append(ModelEntry.from_hub(ref))
-        return cls(entries, max_loaded)
+        catalog = cls(entries, max_loaded)
+        catalog.check_folders()
+        return catalog
+
+    def check_folders(self) -> None:
+        """Validate every local checkpoint now (tim.validate, a fraction of a second each), so one that Tim would
+        refuse is listed as unavailable, with its reason, from the start; the others serve as usual.
+        Hub models are checked when they are first loaded (they may not be downloaded yet)."""
+        for key, entry in self.entries.items():
+            if entry.source == "hub":
+                continue
+            try:
+                validate_checkpoint(entry.ref)
+            except CheckpointError as e:
+                self.errors[key] = str(e)
 
     def choices(self) -> list[tuple[str, str]]:
-        """(label, key) pairs for a dropdown, in catalog order."""
-        return [(e.label(), e.key) for e in self.entries.values()]
+        """(label, key) pairs for a dropdown, in catalog order; a model that cannot be used says so."""
+        return [(e.label() + (" · unavailable" if e.key in self.errors else ""), e.key) for e in self.entries.values()]
 
     @property
     def default_key(self) -> str | None:

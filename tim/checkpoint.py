@@ -6,9 +6,10 @@
                          block: preprocessing, data recipe, training recipe, metrics
       model.safetensors  the weights
 
-`timm.create_model("local-dir:CHECKPOINT", pretrained=True)` loads it with no
-Tim code. The "tim" block is the single source of truth that keeps serving and
-evaluation identical to training.
+`timm.create_model("local-dir:CHECKPOINT", pretrained=True)` and 🤗 transformers'
+`pipeline("image-classification", model=CHECKPOINT)` load it with no Tim code
+(see `hub_layout`). The "tim" block is the single source of truth that keeps
+serving and evaluation identical to training.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import timm
 import torch
 
-from tim.atomic import recover_folder, replace_folder  # noqa: F401 - part of this module's API
+from tim.atomic import recover_folder, replace_folder, write_text_atomically  # noqa: F401 - part of this module's API
 from tim.errors import UserError
 
 CONFIG_NAME = "config.json"
@@ -38,6 +39,9 @@ RELIABILITY_NAME = "reliability_diagram.png"
 UNKNOWN_HISTOGRAM_NAME = "unknown_scores.png"
 # what `tim calibrate --not-paintings` writes: the "doesn't look like a painting" head (tim.painting)
 PAINTING_NAME = "painting.safetensors"
+# Tim's square (tim.images.square) as timm's eval transform says it: crop_pct 1.0 keeps the whole picture;
+# `squash` resizes to the square like `stretch`, `border` letterboxes like `pad` (timm fills with the mean colour).
+CROP_MODES = {"stretch": "squash", "pad": "border"}
 
 
 class CheckpointError(UserError):
@@ -78,29 +82,116 @@ def _write_checkpoint(model, tmp: Path, label_names, preprocessing: dict, extra:
         safe_serialization=True,
         data_config={"input_size": (3, size, size), "crop_pct": 1.0},
     )
+    path = tmp / CONFIG_NAME
+    path.write_text(json.dumps(hub_layout(json.loads(path.read_text())), indent=2))
+
+
+def hub_layout(config: dict) -> dict:
+    """`config` as timm, the Hub and 🤗 transformers' TimmWrapper all read it; Tim reads both this and older layouts.
+
+    - `num_classes` stays at the root only: timm's `save_for_hf` also records it in `model_args`, and transformers
+      passes `num_classes=` itself next to `**model_args` ("got multiple values for keyword argument 'num_classes'").
+      timm takes the root value (it becomes pretrained_cfg's num_classes), so nothing is lost.
+    - `pretrained_cfg` states Tim's preprocessing (tim.preprocessing) as timm's eval transform can: the square's
+      size, bicubic resampling, the whole picture (crop_pct 1.0) squashed or letterboxed (CROP_MODES).
+    Used by every writer (save_checkpoint, tim calibrate) and to rewrite existing checkpoints (`rewrite_config`).
+    """
+    config = copy.deepcopy(config)
+    args = {k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"}
+    if args:
+        config["model_args"] = args
+    else:
+        config.pop("model_args", None)
+    pre = config["tim"]["preprocessing"]
+    size = int(pre["image_size"])
+    config.setdefault("pretrained_cfg", {}).update(
+        input_size=[3, size, size], interpolation="bicubic", crop_pct=1.0, crop_mode=CROP_MODES[pre["resize_mode"]],
+    )
+    for key in ("test_input_size", "test_crop_pct"):  # one preprocessing: Tim's
+        config["pretrained_cfg"].pop(key, None)
+    return config
+
+
+def rewrite_config(folder: str | os.PathLike) -> Path:
+    """Rewrite an existing checkpoint's config.json in `hub_layout` (weights untouched); returns the file.
+
+    This is how the bundled checkpoints written before it were brought to the layout, without retraining:
+    `python -c "from tim.checkpoint import rewrite_config; rewrite_config('tim/bundled/paintings50-lite0')"`.
+    """
+    path = Path(folder) / CONFIG_NAME
+    config = hub_layout(read_config(folder))
+    write_text_atomically(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+# config.json is read whole into memory: larger than this is not a config (a hostile or mistaken file)
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
 def read_config(folder: str | os.PathLike) -> dict:
-    """Read and validate CHECKPOINT/config.json; raise CheckpointError naming the problem."""
+    """CHECKPOINT/config.json as a dict; CheckpointError naming the file for anything that is not a JSON object.
+
+    Only the JSON level is checked here (what `tim card` and `tim push` need); `tim.validate` checks
+    every field a model needs before it is loaded.
+    """
     folder = Path(folder)
-    path = folder / CONFIG_NAME
+    path = inside(folder, CONFIG_NAME)
     if not path.is_file():
         raise CheckpointError(f"{folder}: no {CONFIG_NAME}; a Tim checkpoint folder has config.json and model.safetensors.")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{path}: {path.stat().st_size:,} bytes is not a config (at most {MAX_CONFIG_BYTES:,}).")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path}: not a text file (byte {e.start} is not UTF-8); expected a JSON object.") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e}).") from None
-    arch = config.get("architecture")
-    if not arch or not timm.is_model(arch):
-        raise CheckpointError(f"{path}: architecture {arch!r} is not a timm model (timm {timm.__version__}).")
-    labels = config.get("label_names") or []
-    if len(labels) != config.get("num_classes"):
-        raise CheckpointError(
-            f"{path}: {len(labels)} label names for {config.get('num_classes')} classifier outputs; they must match."
-        )
-    if "tim" not in config or "preprocessing" not in config["tim"]:
-        raise CheckpointError(f"{path}: no 'tim.preprocessing' block; was this checkpoint written by Tim?")
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply to be a config; expected a JSON object.") from None
+    if not isinstance(config, dict):
+        kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+            type(config), "null")
+        shown = "" if config is None else f" ({shorten(config)})"
+        raise CheckpointError(f"{path}: holds {kind}{shown}, not a JSON object; "
+                              "expected an object with architecture, num_classes, label_names and tim.")
     return config
+
+
+def shorten(value, most: int = 60) -> str:
+    text = json.dumps(value) if not isinstance(value, (bytes, bytearray)) else repr(value)
+    return text if len(text) <= most else text[:most] + "..."
+
+
+def inside(folder: str | os.PathLike, name, field: str | None = None) -> Path:
+    """The file `name` (as written in config.json's `field`, or a fixed name) inside `folder`; else CheckpointError.
+
+    A checkpoint may come from anyone: a name that is absolute, climbs out with `..`, or is a symlink
+    whose target lies outside the folder is refused before it is opened. In a Hugging Face cache
+    snapshot every file is a symlink into the repo's own `blobs/` folder, which counts as inside.
+    """
+    folder = Path(folder)
+    said = f"{folder / CONFIG_NAME} {field} = {shorten(name)}" if field else f"{folder / str(name)}"
+    if not isinstance(name, str) or not name:
+        raise CheckpointError(f"{said}: expected a file name inside the checkpoint folder.")
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts or "\\" in name:
+        raise CheckpointError(f"{said}: must name a file inside the checkpoint folder (no absolute path, no '..').")
+    path = folder / relative
+    roots = [folder.resolve()]
+    if folder.parent.name == "snapshots":  # huggingface_hub cache: snapshots/<commit>/<name> -> ../../blobs/<hash>
+        roots.append((folder.parent.parent / "blobs").resolve())
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        return path  # missing: the caller says what it needed
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise CheckpointError(f"{said}: cannot be resolved ({e}); expected a file inside the checkpoint folder.") from None
+    if not any(target.is_relative_to(root) for root in roots):
+        raise CheckpointError(f"{said}: is a link to {target}, outside the checkpoint folder; "
+                              "a checkpoint may only use its own files.")
+    if not target.is_file():
+        raise CheckpointError(f"{said}: {path} is not a regular file.")
+    return path
 
 
 def check_weights(folder: str | os.PathLike) -> Path:
@@ -120,7 +211,10 @@ def check_weights(folder: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
-    """(model in eval mode, config) from a local checkpoint folder, through plain timm."""
+    """(model in eval mode, config) from a local checkpoint folder, through plain timm.
+
+    For a checkpoint Tim did not just write itself, go through tim.hub.open_checkpoint, which runs
+    tim.validate first (a checkpoint may come from anyone)."""
     config = read_config(folder)
     check_weights(folder)
     model = timm.create_model(f"local-dir:{Path(folder).resolve()}", pretrained=True)

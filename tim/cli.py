@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from tim.errors import run_command
+from tim.helpformat import use_everywhere
 
 # command -> (module defining add_cli(subparsers), one-line help for `tim --help`)
 COMMANDS = {
@@ -38,7 +39,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         if name not in sub.choices:
             sub.add_parser(name, help=help_text)
-    return parser
+    return use_everywhere(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

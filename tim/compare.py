@@ -214,7 +214,7 @@ def add_cli(sub) -> None:
                    help="run folders (their best/ checkpoint) or checkpoint folders, evaluated with `tim evaluate`")
     p.add_argument("--out", default="comparison", help="folder for comparison.csv, comparison.md and curves.png")
     p.add_argument("--resamples", type=int, default=1000, help="paired-bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--common-images", action="store_true",
                    help="compare on the images every model was evaluated on (models trained on different data)")
     p.set_defaults(func=run_cli)

@@ -21,6 +21,8 @@ TIM_ENGINE=eager switches the engine off (auto, the default, uses it on CPUs).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -91,8 +93,10 @@ def engine_folders(checkpoint: str | os.PathLike | None) -> list[Path]:
     """Where engines are looked for and written: beside a local checkpoint first, then the Tim cache."""
     cache = Path(os.environ.get("TIM_CACHE", Path.home() / ".cache" / "tim")) / "engines"
     folders = [cache]
-    if checkpoint is not None and os.access(checkpoint, os.W_OK):
-        folders.insert(0, Path(checkpoint) / ENGINE_DIR)
+    beside = Path(checkpoint) / ENGINE_DIR if checkpoint is not None else None
+    # a .tim-engine that is a link (a checkpoint from someone else could point it anywhere) is never written through
+    if beside is not None and os.access(checkpoint, os.W_OK) and not beside.is_symlink():
+        folders.insert(0, beside)
     return folders
 
 
@@ -161,11 +165,40 @@ def check_engine(engine: OnnxEngine, model: torch.nn.Module, image_size: int) ->
             raise EngineError(f"the engine's {name} differ from PyTorch's on a probe batch (max |diff| {diff})")
 
 
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename; a failed write (full disk, read-only) leaves no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _cache(data: bytes, name: str, folders: list[Path], broken: list[Path]) -> None:
+    """Store the engine under its key in the first writable folder, and over every broken copy found on the way.
+
+    A full disk raises EngineError: the engine is not kept, and the caller runs eager PyTorch
+    (one notice) rather than filling the disk again on every run.
+    """
+    stored = False
+    for path in broken + [folder / name for folder in folders]:
+        if stored and path not in broken:
+            continue
+        try:
+            _write_atomically(path, data)
+            stored = True
+        except OSError as e:
+            if path in broken:
+                with contextlib.suppress(OSError):
+                    path.unlink()  # cannot be replaced: at least it is not read again
+            if e.errno in FULL_DISK:
+                raise EngineError(f"no space left to cache the engine in {path.parent} ({os.strerror(e.errno)}); "
+                                  "free some space") from None
 
 
 def load_engine(model: torch.nn.Module, architecture: str, image_size: int,
@@ -177,24 +210,27 @@ def load_engine(model: torch.nn.Module, architecture: str, image_size: int,
     """
     name = f"{weights_sha256(model)[:32]}-{build_tag(architecture, image_size)}.onnx"
     folders = engine_folders(checkpoint)
+    broken: list[Path] = []  # corrupt or foreign files under the key: replaced by the good engine, wherever they lie
     for folder in folders:
         path = folder / name
         if path.is_file():
             try:
                 engine = OnnxEngine(path)
                 check_engine(engine, model, image_size)
-                return engine
-            except Exception as e:  # noqa: BLE001 - corrupt or foreign: rebuilt below, and overwritten
-                print(f"note: ignoring engine file {path} ({first_line(e)}); building a new one", file=sys.stderr)
+            except Exception as e:  # noqa: BLE001 - corrupt or foreign: replaced below
+                print(f"note: ignoring engine file {path} ({first_line(e)}); it is replaced", file=sys.stderr)
+                broken.append(path)
+                continue
+            if broken:
+                with contextlib.suppress(EngineError):  # a full disk: this engine still answers
+                    _cache(path.read_bytes(), name, [], broken)
+            return engine
+    label = Path(checkpoint).name if checkpoint else architecture
+    print(f"preparing the fast CPU engine for {label}, once, ~10 s", file=sys.stderr, flush=True)
     data = export_onnx(model, image_size)
     engine = OnnxEngine(data)
     check_engine(engine, model, image_size)
-    for folder in folders:
-        try:
-            _write_atomically(folder / name, data)
-            break
-        except OSError:
-            continue  # read-only checkpoint folder: the Tim cache next
+    _cache(data, name, folders, broken)  # read-only checkpoint folder: the Tim cache next
     return engine
 
 

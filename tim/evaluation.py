@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 import sys
@@ -40,9 +39,10 @@ from tim.checkpoint import (
     UNKNOWN_HISTOGRAM_NAME,
     CheckpointError,
 )
-from tim.data import SPLITS, DataConfig, DataError, IndexedSplit, prepare_data
+from tim.data import SPLITS, DataError, IndexedSplit, prepare_data
 from tim.errors import UserError
 from tim.hub import open_checkpoint
+from tim.spreadsheet import safe_row
 from tim.metrics import METRIC_NAMES, bootstrap_intervals, per_artist_table, top_k_accuracy
 from tim.plots import (
     display_name,
@@ -53,39 +53,13 @@ from tim.plots import (
     read_log,
 )
 from tim.predictor import PRECISIONS, Predictor
+from tim.recipe import RecipeError, data_config_for, load_other_artists, select_artists  # noqa: F401 - data_config_for: also here
 
 LOG_NAME = "log.csv"
 
 
 class EvaluationError(UserError):
     """The checkpoint and the data cannot be evaluated together; the message says why and what to do."""
-
-
-def data_config_for(config: dict, overrides: dict | None = None) -> DataConfig:
-    """The checkpoint's data recipe, with `overrides` (e.g. source, cache_dir) applied.
-
-    Square mode, size and pad colour always come from the checkpoint's
-    preprocessing block, so the cached pixels are what the Predictor would make.
-    """
-    recipe = config.get("tim", {}).get("data")
-    if not recipe:
-        raise EvaluationError(
-            "the checkpoint records no data recipe (config.json tim.data), so its test split cannot be rebuilt; "
-            "evaluate a checkpoint written by `tim train`."
-        )
-    cfg = DataConfig.from_dict(recipe)
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(DataConfig.__dataclass_fields__))
-    if unknown:
-        known = sorted(DataConfig.__dataclass_fields__)
-        raise EvaluationError(f"unknown data settings {unknown}; known ones are {known}")
-    pre = config["tim"]["preprocessing"]
-    overrides.update(
-        image_size=int(pre["image_size"]),
-        resize_mode=pre["resize_mode"],
-        pad_color=tuple(pre.get("pad_color", cfg.pad_color)),
-    )
-    return dataclasses.replace(cfg, **overrides)
 
 
 def artist_mismatch(checkpoint_artists: list[str], data_artists: list[str]) -> str | None:
@@ -357,7 +331,6 @@ def calibration_report(predictor: Predictor, logits: np.ndarray, calibrated: np.
 def unknown_report(predictor: Predictor, config: dict, answers, known_correct: np.ndarray, unknown_dir,
                    cache_dir: str | None, batch_size: int, num_workers: int, accelerator: Accelerator) -> dict:
     """The unknown-artist decision measured on the split's paintings (known) and other artists' (unknown)."""
-    from tim.calibrate import load_other_artists, select_artists
     from tim.openset import open_set_report
 
     images, artists = load_other_artists(str(unknown_dir), config, predictor.labels, cache_dir)
@@ -406,7 +379,7 @@ def write_results(out: Path, results: dict, paths: list[str], references: np.nda
         writer = csv.writer(f)
         writer.writerow(["path", "true", "predicted", "confidence"])
         for path, true, pred, probs in zip(paths, references, predictions, probabilities):
-            writer.writerow([path, artists[true], artists[pred], f"{probs[pred]:.6f}"])
+            writer.writerow(safe_row([path, artists[true], artists[pred], f"{probs[pred]:.6f}"]))
     cm = confusion_matrix(references, predictions, labels=np.arange(len(artists)))
     acc = results["metrics"]["accuracy"]
     title = (f"{results['split']} split, {results['num_images']} images: accuracy {acc['value']:.3f} "
@@ -511,7 +484,7 @@ def add_cli(sub) -> None:
                                    "`accelerate launch` too; every image is counted once.")
     p.add_argument("checkpoint", help="checkpoint folder (e.g. runs/NAME/best) or Hub model id")
     p.add_argument("--data", help="where the training paintings are on this machine (default: the recorded source)")
-    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--split", choices=SPLITS, default="test", help="which split of the checkpoint's data to read")
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--output-dir", help="default: the checkpoint folder (./evaluations/NAME for a Hub model)")
     p.add_argument("--log", help="the run's log.csv for training_curves.png (default: CHECKPOINT/../log.csv)")
@@ -549,7 +522,7 @@ def run_cli(args: argparse.Namespace) -> int:
             unknown_dir=args.unknown, photos=args.photos, not_paintings_dir=args.not_paintings,
             painting_photos=args.painting_photos,
         )
-    except (EvaluationError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
+    except (EvaluationError, RecipeError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if PartialState().is_main_process:

@@ -21,13 +21,14 @@ from accelerate import Accelerator
 from tim.card import write_card
 from tim.checkpoint import (
     CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, RELIABILITY_NAME, UNKNOWN_HISTOGRAM_NAME,
-    UNKNOWN_NAME, load_checkpoint, replace_folder, save_checkpoint,
+    UNKNOWN_NAME, hub_layout, load_checkpoint, replace_folder, save_checkpoint,
 )
 from tim.data import IndexedSplit, prepare_data
 from tim.errors import UserError
-from tim.evaluation import data_config_for, predict_split
+from tim.evaluation import predict_split
 from tim.hub import open_checkpoint
 from tim.predictor import Predictor
+from tim.recipe import data_config_for
 
 EVAL_FILES = (EVAL_RESULTS_NAME, CONFUSION_NAME, CURVES_NAME, RELIABILITY_NAME, UNKNOWN_HISTOGRAM_NAME)
 
@@ -96,7 +97,7 @@ def _write_checked_copy(model, config, rows, ref, source: Path, folder: Path, fp
                                         "top1_agreement": agreement, "checked_on": f"{split} ({len(rows)} images)"}
     if notes:
         exported_config["tim"]["notes"] = list(notes)
-    (folder / CONFIG_NAME).write_text(json.dumps(exported_config, indent=2))
+    (folder / CONFIG_NAME).write_text(json.dumps(hub_layout(exported_config), indent=2))
     for name in EVAL_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, folder / name)
@@ -106,11 +107,12 @@ def _write_checked_copy(model, config, rows, ref, source: Path, folder: Path, fp
 
 def add_cli(sub) -> None:
     p = sub.add_parser("export", help="copy a checkpoint in half precision, checked against the original")
-    p.add_argument("checkpoint")
-    p.add_argument("out")
+    p.add_argument("checkpoint", help="checkpoint folder or Hub repo to copy")
+    p.add_argument("out", help="folder to write the copy into")
     p.add_argument("--fp32", dest="fp16", action="store_false", help="keep full precision")
     p.add_argument("--data", help="where the checkpoint's data is on this machine (default: as recorded)")
-    p.add_argument("--min-agreement", type=float, default=0.995)
+    p.add_argument("--min-agreement", type=float, default=0.995,
+                   help="least share of the split's images on which the copy must name the same artist")
     p.add_argument("--note", dest="notes", action="append", help="a line for the model card's limits (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only once the new copy passes)")
     p.set_defaults(func=_command)

@@ -37,20 +37,21 @@ from tim.atomic import recover_folder, write_text_atomically
 from tim.card import CARD_NAME, write_card
 from tim.checkpoint import (
     CONFIG_NAME,
+    PAINTING_NAME,
     PICKLE_SUFFIXES,
     UNKNOWN_NAME,
     WEIGHTS_NAME,
     CheckpointError,
     check_weights,
     load_checkpoint,
-    read_config,
 )
+from tim.validate import validate_checkpoint
 
 # What a Tim checkpoint repo holds, for both directions: config, weights, unknown-artist statistics, card, eval
 # results, plots.
 # Pickled weights never match, so they are neither downloaded nor uploaded; predictions.csv stays
 # local because it lists the paths of the user's own test images.
-HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, UNKNOWN_NAME, CARD_NAME, "*.json", "*.png"]
+HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, UNKNOWN_NAME, PAINTING_NAME, CARD_NAME, "*.json", "*.png"]
 
 
 class HubError(CheckpointError):
@@ -128,15 +129,28 @@ def load_model(ref: str) -> tuple[torch.nn.Module, dict]:
 
 def open_checkpoint(ref: str) -> tuple[torch.nn.Module, dict, Path]:
     """`load_model`, plus the local folder the checkpoint was read from (a Hub model's snapshot in the cache),
-    where its other files (unknown.safetensors) are: the reference is resolved, and downloaded, once."""
+    where its other files (unknown.safetensors) are: the reference is resolved, and downloaded, once.
+
+    Every checkpoint is checked by tim.validate before timm builds it: it may come from anyone."""
     folder = resolve(ref)
     if not is_hub_ref(ref):
         check_weights(folder)  # before the config, so a pickles-only folder gets the pickle explanation
-        return (*load_checkpoint(folder), folder)
+        return (*_validated(folder), folder)
     try:
-        return (*load_checkpoint(folder), folder)
+        return (*_validated(folder), folder)
     except CheckpointError as e:  # name the repo, not only the snapshot path inside the cache
         raise HubError(f"Hub model {ref}: {e}") from None
+
+
+def _validated(folder: Path) -> tuple[torch.nn.Module, dict]:
+    validate_checkpoint(folder)
+    try:
+        return load_checkpoint(folder)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - validated, yet timm refused it: still the checkpoint's fault, one line
+        raise CheckpointError(f"{folder}: timm could not load this checkpoint ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}).") from None
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:
@@ -298,7 +312,7 @@ def push_checkpoint(
     On any failure the local files are left as they were and the HubError holds the retry command.
     """
     folder = Path(folder)
-    config = read_config(folder)  # refuse to publish something Tim could not load back
+    config = validate_checkpoint(folder)  # refuse to publish something Tim could not load back
     check_weights(folder)
     with tempfile.TemporaryDirectory(prefix="tim-push-") as tmp:
         staged = _stage(folder, Path(tmp) / folder.name)
@@ -369,7 +383,7 @@ def add_cli(sub) -> None:
 
 def _push_command(args: argparse.Namespace) -> int:
     try:
-        read_config(args.checkpoint)  # a wrong folder is reported before the token is checked online
+        validate_checkpoint(args.checkpoint)  # a wrong folder is reported before the token is checked online
         check_push_access(args.repo_id)
         url = push_checkpoint(
             args.checkpoint, args.repo_id, private=args.private, revision=args.revision,
@@ -384,6 +398,7 @@ def _push_command(args: argparse.Namespace) -> int:
 
 def _card_command(args: argparse.Namespace) -> int:
     try:
+        validate_checkpoint(args.checkpoint)  # the card reads the config's fields: check them first
         path = write_card(args.checkpoint, args.repo_id)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,8 +7,10 @@ of picture it was trained on. The geometry of the padding is returned as a
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from typing import BinaryIO, Union
@@ -63,10 +65,7 @@ def load_rgb(source: ImageSource, draft_size: int | None = None) -> Image.Image:
     """
     name = _describe(source)
     if isinstance(source, (str, os.PathLike)):
-        if not os.path.isfile(source):
-            raise ImageError(f"{name}: no such file; check the path.")
-        if os.path.getsize(source) == 0:
-            raise ImageError(f"{name}: the file is empty (0 bytes); re-download or remove it.")
+        check_regular_file(source)
     if isinstance(source, bytes):
         if not source:
             raise ImageError(f"{name}: the file is empty (0 bytes); re-download or remove it.")
@@ -91,6 +90,8 @@ def load_rgb(source: ImageSource, draft_size: int | None = None) -> Image.Image:
                 return rgb
     except ImageError:
         raise
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied; check the file's permissions.") from None
     except UnidentifiedImageError:
         kind = _claimed_format(source)
         if kind:
@@ -104,6 +105,43 @@ def load_rgb(source: ImageSource, draft_size: int | None = None) -> Image.Image:
         raise ImageError(
             f"{name}: the image data is broken or truncated ({type(e).__name__}: {e}); re-export the file."
         ) from None
+
+
+def check_regular_file(path: str | os.PathLike) -> None:
+    """ImageError saying what `path` is when it is not a readable, non-empty regular file.
+
+    Decided from `stat` alone, so a FIFO (which would block a reader) or a device is never opened.
+    """
+    name = str(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageError(f"{name}: a symbolic link to {os.readlink(path)}, which does not exist; "
+                             "fix or remove the link.") from None
+        raise ImageError(f"{name}: no such file; check the path.") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied (a folder on the way cannot be entered); "
+                         "check its permissions.") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageError(f"{name}: a loop of symbolic links (it points back to itself); fix or remove the link.") from None
+        raise ImageError(f"{name}: cannot be read ({os.strerror(e.errno or 0) or e}).") from None
+    kind = _special_kind(info.st_mode)
+    if kind:
+        raise ImageError(f"{name}: {kind}, not an image file; pass image files (JPEG, PNG, WebP).")
+    if not os.access(path, os.R_OK):
+        raise ImageError(f"{name}: permission denied (the file is not readable by this user); check its permissions.")
+    if info.st_size == 0:
+        raise ImageError(f"{name}: the file is empty (0 bytes); re-download or remove it.")
+
+
+def _special_kind(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a character device (like /dev/zero)" if stat.S_ISCHR(mode) else "a block device (a disk)"
+            if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file")
 
 
 SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"RIFF": "WebP", b"BM": "BMP"}

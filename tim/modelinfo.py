@@ -118,7 +118,7 @@ def add_cli(sub) -> None:
     p = sub.add_parser("models", help="parameters, size, GFLOPs and structure of timm architectures")
     p.add_argument("names", nargs="*", default=list(DEFAULT_MODELS), help=f"timm names (default: {DEFAULT_MODELS})")
     p.add_argument("--num-classes", type=int, default=31, help="artists in the classifier head")
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--image-size", type=int, default=224, help="input side in pixels, for the GFLOPs")
     p.add_argument("--markdown", action="store_true", help="markdown tables (for the README)")
     p.set_defaults(func=run_cli)
 

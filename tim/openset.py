@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from tim.checkpoint import UNKNOWN_NAME, CheckpointError
+from tim.checkpoint import UNKNOWN_NAME, CheckpointError, inside
 from tim.errors import UserError
 
 SCORES = ("max-probability", "mahalanobis", "knn-cosine", "outlier-exposure", "outlier-exposure+max-probability")
@@ -76,7 +76,7 @@ class UnknownDetector:
             raise CheckpointError(f"config.json tim.unknown: score {name!r} is not one of {SCORES}")
         tensors = {}
         if block.get("file"):
-            path = Path(folder or ".") / block["file"]
+            path = inside(folder or ".", block["file"], "tim.unknown.file")
             if folder is None or not path.is_file():
                 raise CheckpointError(f"{path}: missing; config.json tim.unknown needs it (rerun `tim calibrate`, or "
                                       "remove the tim.unknown block to answer without the unknown-artist decision).")
@@ -115,6 +115,18 @@ def _outlier_exposure(t, logits, features, probs):
 
 def _oe_times_confidence(t, logits, features, probs):
     return 1.0 - (1.0 - _oe_unknown_probability(t, features)) * probs.max(-1).values
+
+
+def statistics_shapes(score: str, classes: int, features: int) -> dict[str, tuple]:
+    """The tensors `score` reads from unknown.safetensors and their shapes (None: any length), for tim.validate."""
+    k, d = classes, features
+    return {
+        "max-probability": {},
+        "mahalanobis": {"class_means": (k, d), "precision": (d, d)},
+        "knn-cosine": {"bank": (None, d)},
+        "outlier-exposure": {"mean": (d,), "scale": (d,), "coef": (k + 1, d), "intercept": (k + 1,)},
+        "outlier-exposure+max-probability": {"mean": (d,), "scale": (d,), "coef": (k + 1, d), "intercept": (k + 1,)},
+    }[score]
 
 
 SCORE_FUNCTIONS = {

@@ -1,13 +1,14 @@
 """`tim predict PATH... --out results.csv`: the app's pipeline for files and folders, as a CSV.
 
 One row per painting found in each image (path, artist, confidence, top5, error, known, unknown_score,
-painting, region, corners): the paintings in a photo are found and straightened (tim.locate), largest
-first (region 1, 2, ...; corners = x1 y1 x2 y2 x3 y3 x4 y4 in the file's pixels, clockwise from top-left);
-a picture that already is the painting is answered whole (region 0, no corners), as is every file with
---whole. A bad file gets a row with its error instead of stopping the run. `artist` is always the most
-likely of the model's artists; `known` is 0 when Tim says the painting is not by one of them
-(unknown_score above the checkpoint's threshold, see `tim calibrate`); `painting` is 0 when Tim says
-the picture doesn't look like a painting (then `known` is 0 too).
+artist_name, painting, region, corners): the paintings in a photo are found and straightened (tim.locate),
+largest first (region 1, 2, ...; corners = x1 y1 x2 y2 x3 y3 x4 y4 in the file's pixels, clockwise from
+top-left); a picture that already is the painting is answered whole (region 0, no corners), as is every
+file with --whole. A bad file gets a row with its error instead of stopping the run. `artist` is always
+the most likely of the model's artists, as the model names it (its key, e.g. Claude_Monet); `artist_name`
+and `top5` name artists as the app shows them (Claude Monet); `known` is 0 when Tim says the painting is
+not by one of them (unknown_score above the checkpoint's threshold, see `tim calibrate`); `painting` is 0
+when Tim says the picture doesn't look like a painting (then `known` is 0 too).
 Images are decoded by a pool of threads (or DataLoader worker processes with --workers)
 while the model, in Tim's ONNX Runtime engine on a CPU, works on the ones before: several
 times faster than opening and classifying one image at a time, with the model's own fp32 answers.
@@ -37,10 +38,13 @@ from tqdm import tqdm
 
 from tim.examples import IMAGE_SUFFIXES
 from tim.images import ImageError
+from tim.plots import display_name
 from tim.predictor import PRECISIONS, Predictor, Preprocessor
+from tim.spreadsheet import safe_row
 
-# the first seven are the columns of every earlier Tim, in their places; new columns are appended
-COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "painting", "region", "corners"]
+# new columns go at the end, so a script that reads columns by position keeps working
+COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name", "painting",
+           "region", "corners"]
 
 
 def collect(paths: list[str]) -> list[tuple[str, str]]:
@@ -95,7 +99,8 @@ def _as_list(batch):
 
 
 def top_text(top: list[tuple[str, float]]) -> str:
-    return "; ".join(f"{artist}:{p:.4f}" for artist, p in top)
+    """'Claude Monet:0.9120; Alfred Sisley:0.0411; ...': the app's display names (tim.plots.display_name)."""
+    return "; ".join(f"{display_name(artist)}:{p:.4f}" for artist, p in top)
 
 
 def corners_text(corners) -> str:
@@ -179,12 +184,12 @@ def answer(predictor: Predictor, inputs: list[tuple[str, str]], cams: list[Path]
                 answers.setdefault(i, []).append(outcome)
         for i, _, error in batch:
             if error is not None:
-                rows.append([paths[i], "", "", "", error, "", "", "", "", ""] + ([""] if cams is not None else []))
+                rows.append([paths[i], "", "", "", error, "", "", "", "", "", ""] + ([""] if cams is not None else []))
                 continue
             for prediction, explanation in answers[i]:
                 row = [paths[i], prediction.artist, f"{prediction.confidence:.6f}", top_text(prediction.top), "",
-                       int(prediction.known), f"{prediction.unknown_score:.6f}", int(prediction.painting),
-                       prediction.region, corners_text(prediction.corners)]
+                       int(prediction.known), f"{prediction.unknown_score:.6f}", display_name(prediction.artist),
+                       int(prediction.painting), prediction.region, corners_text(prediction.corners)]
                 if cams is not None:
                     cam = piece_cam_path(cams[i], prediction.region)
                     cam.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +217,7 @@ def process_state() -> PartialState:
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
-# images per process between two gatherings: bounds memory on a million images, keeps the CSV growing
+# images per process between two gatherings: bounds memory on a million images, keeps the (temporary) CSV growing
 ROUND = 2048
 
 
@@ -231,9 +236,11 @@ def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathL
     cams = _cam_paths(Path(cam_dir), inputs) if cam_dir else None
     errors = 0
     f = writer = None
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")  # replaces `out` only once every row is written
     if state.is_main_process:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        f = open(out, "w", newline="")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        f = open(tmp, "w", newline="")
         writer = csv.writer(f)
         writer.writerow(COLUMNS + (["cam"] if cam_dir else []))
     try:
@@ -250,11 +257,15 @@ def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathL
                     bar.update(len(todo))
                 errors += sum(1 for row in rows if row[4])
                 if writer is not None:
-                    writer.writerows(rows)
+                    writer.writerows(map(safe_row, rows))  # no cell a spreadsheet would run (tim.spreadsheet)
                     f.flush()
+        if f is not None:
+            f.close()
+            os.replace(tmp, out)
     finally:
         if f is not None:
             f.close()
+            tmp.unlink(missing_ok=True)  # a crash or Ctrl-C: the old CSV stays, no half-written copy
     return len(inputs), errors
 
 
@@ -264,20 +275,20 @@ def add_cli(sub) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
     p.add_argument("--model", help="checkpoint folder or Hub repo user/name[@rev] (default: the bundled model)")
     p.add_argument("--out", required=True, help="CSV to write: path, artist, confidence, top5, error, known "
-                                                  "(0 = not one of the model's artists), unknown_score, painting "
-                                                  "(0 = doesn't look like a painting), region (0 = whole picture; "
-                                                  "1, 2, ... = paintings found, largest first), corners")
+                                                  "(0 = not one of the model's artists), unknown_score, artist_name, "
+                                                  "painting (0 = doesn't look like a painting), region (0 = whole "
+                                                  "picture; 1, 2, ... = paintings found, largest first), corners")
     p.add_argument("--whole", action="store_true",
                    help="answer each file whole (one row, region 0): no looking for paintings in it")
     p.add_argument("--cam-dir", help="also write each image's Grad-CAM overlay here (<name>_cam.jpg)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images decoded and answered together")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader decoding processes (default: decoding threads beside the model on a CPU, "
                         "else min(4, CPUs))")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default): the model's own answers; bf16: autocast, faster on CPUs with bf16 units, "
                         "answers may differ (tim evaluate --precision bf16 measures how often)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="artists listed in the top5 column")
     p.set_defaults(func=main)
 
 
@@ -294,6 +305,10 @@ def main(args: argparse.Namespace) -> int:
         predictor = Predictor.load(ref, device=process_state().device, precision=args.precision)
     except (CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    if Path(args.out).is_dir():
+        print(f"error: --out {args.out} is a folder; name the CSV file to write (e.g. {Path(args.out) / 'results.csv'})",
+              file=sys.stderr)
         return 1
     inputs = collect(args.paths)
     if not inputs:

@@ -18,14 +18,16 @@ def add_data_arguments(p: argparse.ArgumentParser, source: bool = True) -> None:
     p.add_argument("--label-column", default=d.label_column, help="artist column of a Hub/parquet dataset")
     p.add_argument("--drop-label", dest="drop_labels", action="append",
                    help=f"artist label to drop (repeatable; default {list(d.drop_labels)})")
-    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--image-size", type=int, default=d.image_size, help="side of the square the model sees, in pixels")
     p.add_argument("--resize-mode", choices=["pad", "stretch"], default=d.resize_mode,
                    help="pad: letterbox to a square, aspect kept (default); stretch: squash")
-    p.add_argument("--pad-color", type=int, nargs=3, default=d.pad_color, metavar=("R", "G", "B"))
+    p.add_argument("--pad-color", type=int, nargs=3, default=d.pad_color, metavar=("R", "G", "B"),
+                   help="colour of the letterbox bars (--resize-mode pad)")
     p.add_argument("--min-images", type=int, default=d.min_images, help="keep artists with at least this many images")
     p.add_argument("--artists", nargs="+", help="keep only these artists")
-    p.add_argument("--fractions", type=float, nargs=3, default=d.fractions, metavar=("TRAIN", "VAL", "TEST"))
-    p.add_argument("--split-seed", dest="split_seed", type=int, default=d.seed)
+    p.add_argument("--fractions", type=float, nargs=3, default=d.fractions, metavar=("TRAIN", "VAL", "TEST"),
+                   help="shares of the training, validation and test splits (per artist)")
+    p.add_argument("--split-seed", dest="split_seed", type=int, default=d.seed, help="seed of the split")
     p.add_argument("--duplicate-distance", type=int, default=d.duplicate_distance,
                    help="max differing perceptual-hash bits for two images to count as one work (-1: off)")
     p.add_argument("--cache-dir", help="where prepared images are kept (default ~/.cache/tim/prepared)")
