@@ -21,7 +21,8 @@ from tim.data import DataConfig
 from tim.painting import PaintingDetector, split_classes
 from tim.predictor import Predictor
 
-OLD_COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score"]
+# the columns before issue 19, in their places (artist_name: issue 21)
+OLD_COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name"]
 # where the two paintings hang on the wall: (left, top, width, height), the larger first
 HUNG = [(40, 60, 160, 120), (290, 150, 120, 100)]
 
@@ -61,7 +62,7 @@ def test_two_paintings_on_a_wall_give_two_rows_with_their_corners(tmp_path, mode
     Image.fromarray(art(90, 120, 7).astype(np.uint8)).save(scan)
     header, rows = predict_rows(tmp_path, photo, scan, "--model", model)
 
-    assert header[:7] == OLD_COLUMNS and header[7:] == ["painting", "region", "corners"]
+    assert header[:8] == OLD_COLUMNS and header[8:] == ["painting", "region", "corners"]
     assert [(Path(r["path"]).name, r["region"]) for r in rows] == [("wall.png", "1"), ("wall.png", "2"),
                                                                    ("scan.png", "0")]
     for row, (left, top, w, h) in zip(rows, HUNG):
@@ -78,7 +79,7 @@ def test_whole_answers_each_file_once_as_before(tmp_path, model):
     broken.write_text("not an image")
     _, located = predict_rows(tmp_path, photo, "--model", model)
     header, rows = predict_rows(tmp_path, photo, broken, "--model", model, "--whole")
-    assert header[:7] == OLD_COLUMNS
+    assert header[:8] == OLD_COLUMNS
     assert [(Path(r["path"]).name, r["region"], r["corners"]) for r in rows] == [("wall.png", "0", ""),
                                                                                  ("broken.jpg", "", "")]
     assert rows[1]["error"] and rows[0]["confidence"] != located[0]["confidence"]  # the wall is in the picture
