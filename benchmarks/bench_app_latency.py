@@ -9,7 +9,11 @@ For one image file, both sides start from the file and use the same Predictor, a
 path: the ONNX Runtime engine on a CPU), "explain" is Predictor.explain([file]) (the same,
 plus the Grad-CAM: the head's backward in PyTorch from the engine's feature map, the CAM
 cropped to the picture and drawn on it). The model-only forward of the engine is shown too.
-Goal: explain <= 1.5x predict. Runs are interleaved and the median is reported, so
+Goal: explain <= 1.5x predict. "app whole" and "app located" are the app's answer with and
+without "Use the whole picture" (Predictor.analyse(..., explain=True): locating the paintings,
+straightening them, prediction and Grad-CAM on each), on the image and on Tim's simulated phone
+photo of it (tim.photos, seeded). Goals: located <= 1.3x whole on a scan, <= 1.5x on a photo.
+Runs are interleaved and the median is reported, so
 background load hits both sides alike. Default model: the bundled one; default image: a
 painting from ../shared/datasets/paintings-15 if present, else a generated 640x480 JPEG.
 """
@@ -69,7 +73,9 @@ def steps_for(ref: str, image: str) -> tuple[dict, bool]:
                 predictor.model(batch.contiguous(memory_format=torch.channels_last))
 
     steps = {"model forward": forward, "predict": lambda: predictor.predict([image]),
-             "explain": lambda: predictor.explain([image])}
+             "explain": lambda: predictor.explain([image]),
+             "app whole": lambda: predictor.analyse([image], whole=True, explain=True),
+             "app located": lambda: predictor.analyse([image], explain=True)}
     for _ in range(3):  # warm-up: allocator, kernels, the CAM object
         for fn in steps.values():
             fn()
@@ -127,6 +133,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{Path(ref).name:<28}{'engine' if r['engine'] else 'eager':>8}{r['model forward'] * 1e3:>12.1f}"
               f"{r['predict'] * 1e3:>12.1f}{r['explain'] * 1e3:>12.1f}{r['explain'] / r['predict']:>16.2f}x"
               f"{r['predict'] / results[0]['predict']:>17.2f}x")
+    from tim.photos import simulate_photo
+
+    photo = str(folder / "photo.jpg")
+    with Image.open(image) as im:
+        simulate_photo(im.convert("RGB"), seed=0).photo.save(photo, quality=90)
+    print(f"\nthe app's answer (prediction + Grad-CAM per painting), 'Use the whole picture' on vs off; "
+          f"photo: {photo} ({Image.open(photo).width}x{Image.open(photo).height}, simulated from the image)")
+    print(f"{'model':<28}{'picture':>8}{'whole ms':>12}{'located ms':>12}{'located/whole':>15}")
+    for name, picture in (("scan", image), ("photo", photo)):
+        for ref, r in zip(refs, bench(refs, picture, args.runs)):
+            print(f"{Path(ref).name:<28}{name:>8}{r['app whole'] * 1e3:>12.1f}{r['app located'] * 1e3:>12.1f}"
+                  f"{r['app located'] / r['app whole']:>14.2f}x")
     tmp.cleanup()
 
 

@@ -18,6 +18,10 @@ the ratios hold even on a machine that is busy with something else.
    (batch 1, 8, 32), eager bf16 autocast (batch 8); each with its top-1 agreement with eager fp32.
    Goal: Tim's engine within 1.2x of the best. Decoding alone is timed too: end to end can
    at best approach the slower of decoding and the model.
+3. What locating costs: `tim predict` (finds the paintings in each picture, straightens them) vs
+   `tim predict --whole`, interleaved, on the clean scans and on Tim's simulated phone photos of
+   the same paintings (tim.photos, both styles, seeded, saved as JPEGs). Goals: <= 1.3x on scans,
+   <= 1.5x on photos.
 """
 from __future__ import annotations
 
@@ -126,6 +130,45 @@ def model_alone(ref: str, predictor: Predictor, batch: torch.Tensor, repeats: in
             for (name, _, _), s, a in zip(runs, seconds, answers)]
 
 
+def photo_inputs(folder: Path, inputs: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """Simulated phone photos (both styles, seeded by position) of the first n inputs, as JPEGs in `folder`."""
+    from PIL import Image
+
+    from tim.photos import simulate_photo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, (path, _) in enumerate(inputs[:n]):
+        with Image.open(path) as im:
+            photo = simulate_photo(im.convert("RGB"), seed=i, style=("phone", "oblique")[i % 2]).photo
+        name = f"photo_{i:04d}.jpg"
+        photo.save(folder / name, quality=90)
+        out.append((str(folder / name), name))
+    return out
+
+
+def locating_cost(predictor: Predictor, sets: dict[str, list[tuple[str, str]]], batch_size: int, rounds: int,
+                  out: Path) -> None:
+    """Part 3: tim predict with locating vs --whole on each set of files, interleaved in `rounds` rounds."""
+    print("\n3. what locating costs: tim predict (locating) vs tim predict --whole, interleaved")
+    for name, files in sets.items():
+        seconds = {"whole": 0.0, "located": 0.0}
+        rows = 0
+        step = max(1, len(files) // rounds)
+        for start in range(0, len(files), step):
+            chunk = files[start:start + step]
+            for mode in seconds:
+                t = time.perf_counter()
+                predict.run(predictor, chunk, out, batch_size=batch_size, progress=False, whole=mode == "whole")
+                seconds[mode] += time.perf_counter() - t
+                if mode == "located":
+                    with open(out, newline="") as f:
+                        rows += sum(1 for _ in csv.DictReader(f))
+        print(f"{name:<28}{len(files):5d} files  --whole {len(files) / seconds['whole']:7.1f} img/s   "
+              f"located {len(files) / seconds['located']:7.1f} img/s ({rows} rows)   "
+              f"located/whole {seconds['located'] / seconds['whole']:5.2f}x")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default=str(REPO.parent / "shared" / "datasets" / "paintings-15"))
@@ -134,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--round", type=int, default=100, help="images per interleaved round in part 1")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved passes per engine in part 2")
+    parser.add_argument("--photos", type=int, default=100, help="simulated phone photos in part 3")
+    parser.add_argument("--only-locating", action="store_true", help="part 3 only")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: every core)")
     parser.add_argument("--smoke", action="store_true", help="tiny random model, a few generated images, seconds")
     args = parser.parse_args(argv)
@@ -160,6 +205,14 @@ def main(argv: list[str] | None = None) -> None:
           f"engine {'ONNX Runtime, %d threads' % engine.threads if engine else 'none (eager)'} "
           f"(ready in {time.perf_counter() - t:.1f} s); cores {engines.cpu_threads()}; "
           f"CPU bf16 units: {torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()}")
+
+    photos = photo_inputs(Path(tmp.name) / "photos", inputs, 4 if args.smoke else args.photos)
+    predict.run(tim, photos[:2], Path(tmp.name) / "warm.csv", progress=False)  # warm-up: OpenCV, the engine
+    locating_cost(tim, {"clean scans": inputs[: len(photos)], "simulated phone photos": photos}, args.batch_size,
+                  1 if args.smoke else 5, Path(tmp.name) / "locating.csv")
+    if args.only_locating:
+        tmp.cleanup()
+        return
 
     # 1. end to end, interleaved: each round of images goes through every set-up in turn
     warm = torch.stack([tim.preprocess(paths[0])[0]] * 2)

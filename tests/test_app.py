@@ -87,7 +87,7 @@ def test_an_unexpected_failure_fails_only_its_own_file(tmp_path):
     from tim.images import ImageError
 
     class Fragile:
-        def explain(self, paths):
+        def analyse(self, paths, whole=False, explain=False):
             if any("boom" in p for p in paths):
                 raise RuntimeError("kaboom")
             return [ImageError(f"{p}: fine, but refused") for p in paths]
@@ -117,7 +117,7 @@ def test_artists_are_shown_as_people_write_them():
     p = Prediction("Peter_Paul_Rubens", 0.8, [("Peter_Paul_Rubens", 0.8), ("Pierre-Auguste_Renoir", 0.1)])
     assert headline(p, 15) == "Peter Paul Rubens"
     assert TimApp._answer_markdown(p, 15).startswith("**Peter Paul Rubens**, 80.0% confidence")
-    r = TimApp.table([type("R", (), {"name": "x.jpg", "explanation": type("E", (), {"prediction": p})(),
+    r = TimApp.table([type("R", (), {"name": "x.jpg", "explanations": [type("E", (), {"prediction": p})()],
                                      "error": None})()])[0]
     assert r[1] == "Peter Paul Rubens" and r[3].startswith("Peter Paul Rubens: 0.800; Pierre-Auguste Renoir")
 
@@ -214,7 +214,8 @@ def test_the_running_app_over_http(app, paintings, tmp_path):
         status, table, about = client.predict(
             "local:effnet", [handle_file(str(p)) for p in (paintings[0], corrupt, paintings[1])], api_name="/analyze")
         rows = table["data"]
-        assert table["headers"] == ["file", "artist", "confidence", "top-5", "error", "known"]
+        # the columns of every earlier Tim in their places, then painting (1/0) and region (0 = whole picture)
+        assert table["headers"] == ["file", "artist", "confidence", "top-5", "error", "known", "painting", "region"]
         assert [r[0] for r in rows] == ["painting0.jpg", "corrupt.png", "painting1.jpg"]
         assert sum(r[4] == "" for r in rows) == 2 and rows[1][4].startswith("corrupt.png:")
         assert all(r[1] in ARTISTS for r in (rows[0], rows[2]))

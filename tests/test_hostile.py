@@ -121,6 +121,17 @@ def unknown_tensors(tensors: dict):
     return mutate
 
 
+def painting_head(threshold=0.5, d: int = FEATURES, file: str = "painting.safetensors"):
+    """A not-a-painting decision (tim.painting) added to the good checkpoint, with a head of feature size d."""
+    def mutate(folder: Path):
+        config = read(folder)
+        config["tim"]["painting"] = {"file": file, "threshold": threshold}
+        write(folder, config)
+        save_file({"mean": torch.zeros(d), "scale": torch.ones(d), "coef": torch.zeros(2, d),
+                   "intercept": torch.zeros(2)}, str(folder / "painting.safetensors"))
+    return mutate
+
+
 def other_architecture(folder: Path):
     """A test_resnet config in front of test_efficientnet weights (what "resnet18 with Lite0 weights" is in small)."""
     other = make_checkpoint(folder.parent / "resnet-source", "test_resnet", image_size=32)
@@ -226,6 +237,10 @@ CASES = {  # case -> (mutation, what the one error line must say)
     "unknown file ../outside": (outside_file("dotdot"), r"tim\.unknown\.file = \"\.\./outside/.*inside the checkpoint"),
     "unknown file an absolute path": (outside_file("absolute"), r"tim\.unknown\.file = \"/.*inside the checkpoint"),
     "unknown file a link out": (outside_file("symlink"), r"is a link to .*outside the checkpoint folder"),
+    "painting threshold infinite": (painting_head(threshold=float("inf")), r"tim\.painting\.threshold = Infinity"),
+    "painting head mis-shaped": (painting_head(d=7), r"painting\.safetensors: tensor 'mean' has shape \(7\); expected \(256\)"),
+    "painting file ../outside": (painting_head(file="../outside/painting.safetensors"),
+                                 r"tim\.painting\.file = \"\.\./outside/.*inside the checkpoint"),
     "weights a link out": (linked_out("model.safetensors"), r"model\.safetensors: is a link to .*outside"),
     "config a link out": (linked_out("config.json"), r"config\.json: is a link to .*outside"),
 }

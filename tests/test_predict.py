@@ -56,7 +56,9 @@ def test_rows_for_files_and_folders_with_errors(checkpoint, folder, tmp_path):
     assert run_cli([str(folder), str(loose), str(tmp_path / "missing.jpg"), "--model", str(checkpoint),
                     "--out", str(out), "--batch-size", "2", "--workers", "2"]) == 0
     rows = read(out)
-    assert list(rows[0]) == ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name"]
+    # the columns of every earlier Tim in their places, then artist_name (issue 21), then issue 19's
+    assert list(rows[0]) == ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name",
+                             "painting", "region", "corners"]
     names = [Path(r["path"]).name for r in rows]
     assert names == ["a.jpg", "b.png", "broken.jpg", "c.JPEG", "loose.webp", "missing.jpg"]  # sorted per folder
     by_name = dict(zip(names, rows))

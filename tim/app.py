@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -31,23 +31,37 @@ from tim.plots import display_name
 from tim.predictor import Explanation, Prediction
 
 MB = 1024 * 1024
-TABLE_HEADERS = ["file", "artist", "confidence", "top-5", "error", "known"]
+TABLE_HEADERS = ["file", "artist", "confidence", "top-5", "error", "known", "painting", "region"]
+NOT_A_PAINTING = "This doesn't look like a painting"
 ALL_HEADERS = ["file", "model", "answer", "closest artist", "confidence", "known", "error"]
 INTRO = """# Tim: who painted it?
-Upload photos of paintings (several at once), pick a model and press **Analyze**. For each picture Tim shows
-the most likely artist, its calibrated confidence, the top five, and a Grad-CAM heat map of the regions that drove
-the guess, drawn on your picture at its own shape. When a painting looks like none of the artists the model knows,
-Tim says so and lists the closest ones as such. **Analyze with every model** shows each model's answer side by side.
+Upload photos of paintings (several at once), pick a model and press **Analyze**. Tim finds the paintings in each
+picture (outlined and numbered on it; a scan or a tight crop is used whole), straightens each one and shows the
+most likely artist, its calibrated confidence, the top five, and a Grad-CAM heat map of the regions that drove the
+guess. When a painting looks like none of the artists the model knows, Tim says so and lists the closest ones as
+such; when a picture doesn't look like a painting at all, it says that. **Analyze with every model** shows each model's answer side by side.
 Everything runs on this machine."""
 
 
 @dataclass
 class FileResult:
-    """One uploaded file: an explanation, or the message that says why it could not be analysed."""
+    """One uploaded file: an explanation per painting found in it (largest first; one when used whole), or the
+    message that says why it could not be analysed."""
 
     name: str
-    explanation: Explanation | None = None
+    explanations: list[Explanation] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def explanation(self) -> Explanation | None:
+        """The first (largest) painting's explanation; None when the file could not be analysed."""
+        return self.explanations[0] if self.explanations else None
+
+    @property
+    def picture(self):
+        """The user's picture as shown: with the paintings found outlined, or as it is when used whole."""
+        e = self.explanation
+        return None if e is None else (e.outlined if e.outlined is not None else e.picture)
 
 
 @dataclass
@@ -59,7 +73,7 @@ class Comparison:
 
     @property
     def picture(self):
-        return next((r.explanation.picture for _, r in self.answers if r.explanation is not None), None)
+        return next((r.picture for _, r in self.answers if r.explanation is not None), None)
 
 
 def _progress_noop(*_args, **_kwargs) -> None:
@@ -67,7 +81,10 @@ def _progress_noop(*_args, **_kwargs) -> None:
 
 
 def headline(p: Prediction, artists: int) -> str:
-    """What the model says, as a visitor reads it: the artist, or that it is none of the ones it knows."""
+    """What the model says, as a visitor reads it: the artist, that it is none of the ones it knows, or that the
+    picture doesn't look like a painting."""
+    if not p.painting:
+        return NOT_A_PAINTING
     if not p.known:
         return f"Not one of the {artists} artists this model knows"
     return display_name(p.artist)
@@ -120,8 +137,10 @@ class TimApp:
         return text
 
     def analyze(self, key: str | None, paths: list[str] | None,
-                progress=_progress_noop) -> tuple[str, list[FileResult]]:
-        """(status Markdown, a FileResult per file in upload order) for the model `key` and the uploaded files."""
+                progress=_progress_noop, whole: bool = False) -> tuple[str, list[FileResult]]:
+        """(status Markdown, a FileResult per file in upload order) for the model `key` and the uploaded files.
+
+        whole: answer each picture whole instead of looking for the paintings in it."""
         try:
             self.catalog.entry(key)
         except KeyError as e:
@@ -153,12 +172,12 @@ class TimApp:
                 span = f"{start + 1}" if len(chunk) == 1 else f"{start + 1} to {start + len(chunk)}"
                 progress((start, len(todo)), desc=f"Analysing {span} of {len(todo)}", unit="pictures")
                 try:
-                    outcomes = predictor.explain([paths[i] for i in chunk])
+                    outcomes = predictor.analyse([paths[i] for i in chunk], whole=whole, explain=True)
                 except Exception:  # noqa: BLE001 - unexpected: retry one by one, so only the culprit fails
-                    outcomes = [self._explain_one(predictor, paths[i]) for i in chunk]
+                    outcomes = [self._explain_one(predictor, paths[i], whole) for i in chunk]
                 for i, outcome in zip(chunk, outcomes):
-                    if isinstance(outcome, Explanation):
-                        results[i].explanation = outcome
+                    if isinstance(outcome, list):
+                        results[i].explanations = outcome
                     else:  # ImageError names the server-side temp path; the user knows the file by its name
                         results[i].error = str(outcome).replace(paths[i], results[i].name)
             progress((len(todo), len(todo)), desc="Done", unit="pictures")
@@ -169,7 +188,8 @@ class TimApp:
             status += f" {len(results) - good} could not be analysed (see below)."
         return status, results
 
-    def analyze_all(self, paths: list[str] | None, progress=_progress_noop) -> tuple[str, list[Comparison]]:
+    def analyze_all(self, paths: list[str] | None, progress=_progress_noop,
+                    whole: bool = False) -> tuple[str, list[Comparison]]:
         """Every offered model on the same files: (status Markdown, a Comparison per file in upload order).
 
         Models are loaded one after the other through the catalog, so at most its `max_loaded` stay in memory.
@@ -185,7 +205,7 @@ class TimApp:
         for n, key in enumerate(keys):
             progress((n, len(keys)), desc=f"Model {n + 1} of {len(keys)}: {self.catalog.entry(key).name}",
                      unit="models")
-            status, results = self.analyze(key, paths)
+            status, results = self.analyze(key, paths, whole=whole)
             if not results:  # the model could not be loaded: one message per file, the others carry on
                 failed.append(self.catalog.entry(key).name)
                 reason = self.catalog.errors.get(key, status)
@@ -199,16 +219,19 @@ class TimApp:
         return status, comparisons
 
     def all_table(self, comparisons: list[Comparison]) -> list[list]:
-        """One row per file and model: file, model, answer, closest artist, confidence, known, error."""
+        """One row per file (per painting found in it) and model: file, model, answer, closest artist, confidence,
+        known, error."""
         rows = []
         for c in comparisons:
             for model, r in c.answers:
                 if r.explanation is None:
                     rows.append([c.name, model, "", "", None, None, r.error or ""])
                     continue
-                p = r.explanation.prediction
-                rows.append([c.name, model, headline(p, self._artists(model)), display_name(p.artist),
-                             round(p.confidence, 4), int(p.known), ""])
+                for e in r.explanations:
+                    p = e.prediction
+                    name = f"{c.name} (painting {p.region})" if p.region else c.name
+                    rows.append([name, model, headline(p, self._artists(model)), display_name(p.artist),
+                                 round(p.confidence, 4), int(p.known), ""])
         return rows
 
     def _artists(self, model_name: str) -> int:
@@ -216,33 +239,36 @@ class TimApp:
         return len(((entry.config if entry else None) or {}).get("label_names") or []) or 0
 
     @staticmethod
-    def _explain_one(predictor, path: str):
+    def _explain_one(predictor, path: str, whole: bool = False):
         try:
-            return predictor.explain([path])[0]
+            return predictor.analyse([path], whole=whole, explain=True)[0]
         except Exception as e:  # noqa: BLE001 - reported as this file's message
             return RuntimeError(f"{path}: analysis failed ({type(e).__name__}: {e})")
 
     @staticmethod
     def table(results: list[FileResult]) -> list[list]:
-        """One row per file: file, artist (the most likely known one), confidence, top-5, error, known (1/0)."""
+        """One row per painting found (one per file used whole): file, artist (the most likely known one),
+        confidence, top-5, error, known (1/0), painting (1/0), region (0 = the whole picture, 1, 2, ...)."""
         rows = []
         for r in results:
-            if r.explanation is None:
-                rows.append([r.name, "", None, "", r.error or "", None])
+            if not r.explanations:
+                rows.append([r.name, "", None, "", r.error or "", None, None, None])
                 continue
-            p = r.explanation.prediction
-            top = "; ".join(f"{display_name(a)}: {c:.3f}" for a, c in p.top)
-            rows.append([r.name, display_name(p.artist), round(p.confidence, 4), top, "", int(p.known)])
+            for e in r.explanations:
+                p = e.prediction
+                top = "; ".join(f"{display_name(a)}: {c:.3f}" for a, c in p.top)
+                rows.append([r.name, display_name(p.artist), round(p.confidence, 4), top, "", int(p.known),
+                             int(p.painting), p.region])
         return rows
 
     # ------------------------------------------------------------ page
 
-    def _on_analyze(self, key, files, progress=gr.Progress()):
-        status, results = self.analyze(key, files, progress)
+    def _on_analyze(self, key, files, whole=False, progress=gr.Progress()):
+        status, results = self.analyze(key, files, progress, whole=bool(whole))
         return status, self.table(results), [("one", results, key)], self.describe(key)
 
-    def _on_analyze_all(self, files, progress=gr.Progress()):
-        status, comparisons = self.analyze_all(files, progress)
+    def _on_analyze_all(self, files, whole=False, progress=gr.Progress()):
+        status, comparisons = self.analyze_all(files, progress, whole=bool(whole))
         return status, self.all_table(comparisons), [("all", comparisons, None)]
 
     def build(self) -> gr.Blocks:
@@ -256,6 +282,8 @@ class TimApp:
                     about = gr.Markdown(self.describe(self.catalog.default_key), elem_id="tim-model-info")
                     files = gr.File(file_count="multiple", type="filepath", elem_id="tim-files",
                                     label=f"Paintings (up to {self.max_files}, {self.max_file_mb:g} MB each)")
+                    whole = gr.Checkbox(False, label="Use the whole picture", elem_id="tim-whole",
+                                        info="answer each picture as it is, without looking for the paintings in it")
                     analyze = gr.Button("Analyze", variant="primary", elem_id="tim-analyze")
                     analyze_all = gr.Button("Analyze with every model", elem_id="tim-analyze-all")
                     if self.examples:
@@ -280,40 +308,60 @@ class TimApp:
 
                     with gr.Accordion("Table (also returned by the API)", open=False):
                         table = gr.Dataframe(headers=TABLE_HEADERS,
-                                             datatype=["str", "str", "number", "str", "str", "number"],
+                                             datatype=["str", "str", "number", "str", "str", "number", "number",
+                                                       "number"],
                                              interactive=False, wrap=True, elem_id="tim-table")
                     with gr.Accordion("Every model: table (also returned by the API)", open=False):
                         all_table = gr.Dataframe(headers=ALL_HEADERS, datatype=["str", "str", "str", "str", "number",
                                                                                 "number", "str"],
                                                  interactive=False, wrap=True, elem_id="tim-all-table")
             model.change(self.describe, inputs=model, outputs=about, api_visibility="private")
-            analyze.click(self._on_analyze, inputs=[model, files], outputs=[status, table, results, about],
+            analyze.click(self._on_analyze, inputs=[model, files, whole], outputs=[status, table, results, about],
                           api_name="analyze", show_progress_on=[status])
-            analyze_all.click(self._on_analyze_all, inputs=[files], outputs=[status, all_table, results],
+            analyze_all.click(self._on_analyze_all, inputs=[files, whole], outputs=[status, all_table, results],
                               api_name="analyze_all", show_progress_on=[status])
         return demo
 
     @staticmethod
     def _answer_markdown(p: Prediction, artists: int) -> str:
+        if not p.painting:
+            return f"**{NOT_A_PAINTING}**\n\n{closest_text(p, name=lambda a: _md(display_name(a)))}, if it is one"
         if p.known:
             return f"**{_md(display_name(p.artist))}**, {p.confidence:.1%} confidence"
         return f"**{_md(headline(p, artists))}**\n\n{closest_text(p, name=lambda a: _md(display_name(a)))}"
 
+    @staticmethod
+    def _answer_class(p: Prediction) -> str:
+        return "tim-not-painting" if not p.painting else ("tim-prediction" if p.known else "tim-unknown")
+
     def _result_row(self, n: int, r: FileResult, artists: int) -> None:
+        """A file: its answer, picture and Grad-CAM; a located photo: the photo with the paintings outlined, then
+        each painting, straightened, with its answer and Grad-CAM."""
         if r.explanation is None:
             gr.Markdown(f"#### {n}. {_md(r.name)}\n⚠️ {_md(r.error or '')}", elem_classes=["tim-error"])
             return
-        p = r.explanation.prediction
-        with gr.Row(equal_height=False, elem_classes=["tim-result"]):
-            with gr.Column(scale=1, min_width=220):
-                gr.Markdown(f"#### {n}. {_md(r.name)}\n{self._answer_markdown(p, artists)}",
-                            elem_classes=["tim-prediction" if p.known else "tim-unknown"])
-                gr.Label({display_name(a): c for a, c in p.top}, num_top_classes=len(p.top),
-                         label="Top 5" if p.known else "Closest artists", show_heading=False)
-            gr.Image(r.explanation.picture, label="Original", interactive=False, height=300, scale=1,
-                     elem_classes=["tim-original"], buttons=["fullscreen"])
-            gr.Image(r.explanation.overlay, label="Grad-CAM", interactive=False, height=300, scale=1,
-                     elem_classes=["tim-cam"], buttons=["fullscreen"])
+        located = r.explanation.outlined is not None
+        if located:
+            with gr.Row(equal_height=False, elem_classes=["tim-photo"]):
+                found = len(r.explanations)
+                gr.Markdown(f"#### {n}. {_md(r.name)}\n{found} painting{'s' * (found > 1)} found in the picture",
+                            elem_classes=["tim-found"])
+                gr.Image(r.picture, label="Your picture, paintings outlined", interactive=False, height=300,
+                         scale=2, elem_classes=["tim-original"], buttons=["fullscreen"])
+        for e in r.explanations:
+            p = e.prediction
+            title = (f"#### {n}.{p.region} painting {p.region} of {_md(r.name)}" if located
+                     else f"#### {n}. {_md(r.name)}")
+            with gr.Row(equal_height=False, elem_classes=["tim-result"]):
+                with gr.Column(scale=1, min_width=220):
+                    gr.Markdown(f"{title}\n{self._answer_markdown(p, artists)}", elem_classes=[self._answer_class(p)])
+                    gr.Label({display_name(a): c for a, c in p.top}, num_top_classes=len(p.top),
+                             label="Top 5" if p.known else "Closest artists", show_heading=False)
+                gr.Image(e.picture, label="Painting, straightened" if located else "Original", interactive=False,
+                         height=300, scale=1, elem_classes=["tim-painting" if located else "tim-original"],
+                         buttons=["fullscreen"])
+                gr.Image(e.overlay, label="Grad-CAM", interactive=False, height=300, scale=1,
+                         elem_classes=["tim-cam"], buttons=["fullscreen"])
 
     def _comparison_rows(self, n: int, c: Comparison) -> None:
         """A painting, then one row per model: its answer, calibrated confidence and Grad-CAM."""
@@ -323,14 +371,18 @@ class TimApp:
                 gr.Image(c.picture, label="Original", interactive=False, height=200, elem_classes=["tim-original"],
                          buttons=["fullscreen"])
         for model, r in c.answers:
-            with gr.Row(equal_height=False, elem_classes=["tim-model-answer"]):
-                if r.explanation is None:
+            if r.explanation is None:
+                with gr.Row(equal_height=False, elem_classes=["tim-model-answer"]):
                     gr.Markdown(f"**{_md(model)}**: ⚠️ {_md(r.error or '')}", elem_classes=["tim-error"])
-                    continue
-                gr.Markdown(f"**{_md(model)}**\n\n{self._answer_markdown(r.explanation.prediction, self._artists(model))}",
-                            elem_classes=["tim-prediction"])
-                gr.Image(r.explanation.overlay, label=f"Grad-CAM ({model})", interactive=False, height=200,
-                         elem_classes=["tim-cam"], buttons=["fullscreen"])
+                continue
+            for e in r.explanations:
+                which = f" (painting {e.prediction.region})" if e.prediction.region else ""
+                with gr.Row(equal_height=False, elem_classes=["tim-model-answer"]):
+                    gr.Markdown(f"**{_md(model)}**{which}\n\n"
+                                f"{self._answer_markdown(e.prediction, self._artists(model))}",
+                                elem_classes=["tim-prediction"])
+                    gr.Image(e.overlay, label=f"Grad-CAM ({model})", interactive=False, height=200,
+                             elem_classes=["tim-cam"], buttons=["fullscreen"])
 
     def warm_up(self) -> threading.Thread | None:
         """Load the default model and build its engine in a background thread, so the page is served meanwhile

@@ -12,8 +12,14 @@ config.json, refused if the data does not give the same split):
    used here and is what `tim evaluate --unknown DIR` reports on. The candidates
    are printed side by side on the same validation data and the best AUROC is kept.
    Without `--unknown` the score is 1 - calibrated top probability (nothing to measure others with).
+3. with `--not-paintings DIR` (photos that are not paintings), "this doesn't look like a painting"
+   (tim.painting): a logistic head on the model's pooled features, paintings (the training split,
+   simulated phone photos of it as the locator straightens them, the fit part of `--unknown`) against
+   the fit part of DIR, split BY CLASS (seeded); the threshold lets `--painting-retention` of the
+   validation scans pass. The held-out classes, simulated photos of validation paintings and the
+   validation scans give the figures stored with it (and printed).
 
-Everything is written into the checkpoint folder at once (config.json, unknown.safetensors),
+Everything is written into the checkpoint folder at once (config.json, unknown.safetensors, painting.safetensors),
 by renaming a finished copy into place; the weights are not touched.
 """
 from __future__ import annotations
@@ -30,10 +36,17 @@ from accelerate import Accelerator
 
 from tim.calibration import Calibration, calibrated_probabilities, ece, fit_best
 from tim.checkpoint import (
-    CONFIG_NAME, UNKNOWN_NAME, CheckpointError, hub_layout, load_checkpoint, read_config, replace_folder,
+    CONFIG_NAME,
+    PAINTING_NAME,
+    UNKNOWN_NAME,
+    CheckpointError,
+    hub_layout,
+    load_checkpoint,
+    read_config,
+    replace_folder,
 )
 from tim.data import DataError, IndexedSplit, prepare_data
-from tim.evaluation import EvaluationError, check_artists, split_outputs
+from tim.evaluation import EvaluationError, check_artists, open_pictures, simulated_photos, split_outputs
 from tim.openset import (
     NEEDS_OUTLIERS,
     SCORES,
@@ -45,6 +58,8 @@ from tim.openset import (
     split_artists,
     threshold_for,
 )
+from tim.painting import SCAN_RETENTION, PaintingDetector, fit_head, not_painting_files, rejected_share, split_classes
+from tim.painting import threshold_for as painting_threshold
 from tim.predictor import Predictor
 from tim.recipe import RecipeError, data_config_for, load_other_artists, select_artists
 from tim.validate import validate_checkpoint
@@ -58,6 +73,7 @@ def raw_predictor(model, config: dict, device) -> Predictor:
     bare = json.loads(json.dumps(config))
     bare["tim"].pop("calibration", None)
     bare["tim"].pop("unknown", None)
+    bare["tim"].pop("painting", None)
     return Predictor(model, bare, device=device)
 
 
@@ -99,12 +115,120 @@ def choose_unknown_score(val: dict, train: dict | None, outliers: dict | None, r
     return best["score"], table
 
 
+# training scans among the paintings with --only-painting (the full run has every one's features anyway)
+ONLY_PAINTING_TRAIN = 2000
+# simulated phone photos among the paintings the not-a-painting head is fitted on (training split), and per
+# style for its figure (validation split): enough to measure a 3% goal, minutes on a 2-core CPU
+PHOTOS_FIT = 600
+PHOTOS_REPORT = 200
+PHOTO_STYLES = ("phone", "oblique")
+
+
+def photo_features(predictor: Predictor, rows, count: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(style, features, owner) of the paintings the Predictor finds in simulated photos of `count` seeded rows
+    per style, located and straightened as `analyse` does."""
+    picks = np.random.default_rng(seed).choice(len(rows), min(count, len(rows)), replace=False)
+    out = []
+    for style in PHOTO_STYLES:
+        photos = (p.photo for p in simulated_photos(rows, picks, style, seed))
+        _, features, owner = predictor.piece_outputs(photos)
+        out.append((style, features, owner))
+    return out
+
+
+def per_picture(scores: np.ndarray, owner: np.ndarray) -> list[np.ndarray]:
+    return [scores[owner == i] for i in np.unique(owner)]
+
+
+def fit_painting_decision(predictor: Predictor, prepared, train: dict, val: dict, outliers: dict | None,
+                          folder: str, fit_fraction: float, seed: int, retention: float, out=print
+                          ) -> PaintingDetector:
+    """The not-a-painting head and threshold, with its held-out figures in `info` (see the module's docstring)."""
+    files = not_painting_files(folder)
+    fit_files, held_files = split_classes(files, fit_fraction, seed)
+    if not fit_files or not held_files:
+        raise OpenSetError(f"--not-paintings {folder}: {len({c for _, c in files})} classes cannot be split into a "
+                           "part to fit and a part to report on; give more classes or another --fit-fraction.")
+    fit_paths = [p for p, _ in fit_files]
+    # negatives as the Predictor meets them: each picture whole, and what the locator finds in it
+    negatives = np.concatenate([predictor.piece_outputs(open_pictures(predictor, fit_paths), whole=True)[1],
+                                predictor.piece_outputs(open_pictures(predictor, fit_paths))[1]])
+    photos = [f for _, f, _ in photo_features(predictor, prepared.splits["train"], PHOTOS_FIT // 2, seed)]
+    positives = np.concatenate([train["features"], *photos] + ([outliers["features"]] if outliers else []))
+    detector = PaintingDetector(0.0, fit_head(positives, negatives, seed))
+    score = lambda f: detector.score(torch.as_tensor(f)).numpy()  # noqa: E731
+    val_scores = score(val["features"])
+    detector.threshold = painting_threshold(val_scores, retention)
+
+    _, held_features, held_owner = predictor.piece_outputs(open_pictures(predictor, [p for p, _ in held_files]))
+    held = rejected_share(per_picture(score(held_features), held_owner), detector.threshold)
+    photo_rejected = {style: rejected_share(per_picture(score(f), owner), detector.threshold)
+                      for style, f, owner in photo_features(predictor, prepared.splits["validation"],
+                                                            PHOTOS_REPORT, seed + 1)}
+    scans = float((val_scores < detector.threshold).mean())
+    detector.info = {
+        "score": "logistic head on standardised pooled features (P(painting))",
+        "retention": retention, "not_paintings_dir": str(folder), "fit_fraction": fit_fraction, "seed": seed,
+        "fit_classes": sorted({c for _, c in fit_files}), "report_classes": sorted({c for _, c in held_files}),
+        "fitted_on": {"paintings": {"training scans": len(train["features"]),
+                                    "simulated photos of training paintings": int(sum(len(f) for f in photos)),
+                                    "other artists (fit part)": 0 if outliers is None else len(outliers["features"])},
+                      "not_paintings": {"pictures": len(fit_files), "pieces (whole + located)": len(negatives)}},
+        "held_out": {"not_paintings_rejected": held, "not_paintings_pictures": len(held_files),
+                     "validation_scans_rejected": scans, "validation_scans": len(val_scores),
+                     "validation_photos_rejected": photo_rejected, "validation_photos_per_style": PHOTOS_REPORT},
+    }
+    out(f"Not a painting: head fitted on {len(positives)} paintings (scans, simulated photos, other artists) vs "
+        f"{len(negatives)} pieces of {len(fit_files)} non-painting photos; threshold {detector.threshold:.4f} "
+        f"(P(painting)) lets {retention:.0%} of validation scans pass.")
+    out(f"  held-out classes: {held:.1%} of {len(held_files)} non-painting photos answered 'doesn't look like a "
+        f"painting'; validation scans {scans:.1%}; simulated photos of validation paintings "
+        + ", ".join(f"{style} {v:.1%}" for style, v in photo_rejected.items()))
+    return detector
+
+
+def fit_painting_only(folder: Path, not_paintings: str, data: str | None = None, fit_fraction: float = 0.5,
+                      seed: int = 0, retention: float = SCAN_RETENTION, batch_size: int = 64, num_workers: int = 0,
+                      cache_dir: str | None = None, accelerator: Accelerator | None = None, out=print) -> dict:
+    """`--only-painting`: fit the not-a-painting decision alone, keeping the checkpoint's calibration and
+    unknown-artist decision as they are (the head reads features, which they do not change)."""
+    accelerator = accelerator or Accelerator()
+    validate_checkpoint(folder, replacing=("tim.painting",))
+    model, config = load_checkpoint(folder)
+    predictor = raw_predictor(model, config, accelerator.device)
+    data_cfg = data_config_for(config, {k: v for k, v in (("source", data), ("cache_dir", cache_dir)) if v})
+    prepared = prepare_data(data_cfg)
+    check_artists(predictor.labels, prepared.artists, data_cfg.source)
+    check_split(config, prepared)
+    not_painting_files(not_paintings)
+    train_rows = prepared.splits["train"]
+    picks = np.sort(np.random.default_rng(seed).choice(len(train_rows), min(ONLY_PAINTING_TRAIN, len(train_rows)),
+                                                       replace=False))
+    val = outputs(predictor, prepared.splits["validation"], accelerator, batch_size, num_workers, "Validation")
+    train = outputs(predictor, train_rows.select(picks), accelerator, batch_size, num_workers, "Train (part)")
+    painting = fit_painting_decision(predictor, prepared, train, val, None, not_paintings, fit_fraction, seed,
+                                     retention, out)
+    if accelerator.is_main_process:
+        tmp = folder.with_name(f".{folder.name}.calibrate-tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(folder, tmp)
+        written = read_config(tmp)
+        written["tim"]["painting"] = painting.save(tmp)
+        (tmp / CONFIG_NAME).write_text(json.dumps(hub_layout(written), indent=2, ensure_ascii=False) + "\n")
+        replace_folder(tmp, folder)
+    accelerator.wait_for_everyone()
+    out(f"Wrote tim.painting to {folder / CONFIG_NAME} and {PAINTING_NAME} (calibration and unknown-artist kept)")
+    return {"painting": painting.to_config()}
+
+
 def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: str | None = None,
                          retention: float = 0.95, fit_fraction: float = 0.5, seed: int = 0,
                          batch_size: int = 64, num_workers: int = 0, cache_dir: str | None = None,
                          score: str = "auto", accelerator: Accelerator | None = None,
-                         out=print) -> dict:
-    """Fit calibration and the unknown-artist decision; write them into `folder`; return the new tim blocks."""
+                         out=print, not_paintings: str | None = None, not_paintings_fit_fraction: float = 0.5,
+                         painting_retention: float = SCAN_RETENTION) -> dict:
+    """Fit calibration, the unknown-artist decision and (with `not_paintings`) the not-a-painting decision;
+    write them into `folder`; return the new tim blocks."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: not a checkpoint folder; `tim calibrate` writes into a local checkpoint "
@@ -115,7 +239,7 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
         raise OpenSetError(f"--score {score} needs paintings of other artists: pass --unknown DIR")
     accelerator = accelerator or Accelerator()
     # checked by tim.validate first, all but the two blocks this command rewrites (so it repairs broken ones)
-    validate_checkpoint(folder, replacing=("tim.calibration", "tim.unknown"))
+    validate_checkpoint(folder, replacing=("tim.calibration", "tim.unknown") + (("tim.painting",) if not_paintings else ()))
     model, config = load_checkpoint(folder)
     predictor = raw_predictor(model, config, accelerator.device)
     overrides = {k: v for k, v in (("source", data), ("cache_dir", cache_dir)) if v is not None}
@@ -127,6 +251,8 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
         raise EvaluationError(f"the validation split of {data_cfg.source} is empty; calibration is fitted on it.")
     if unknown:  # read and checked before any model time is spent
         images, artists = load_other_artists(unknown, config, predictor.labels, cache_dir)
+    if not_paintings:
+        not_painting_files(not_paintings)
 
     val = outputs(predictor, prepared.splits["validation"], accelerator, batch_size, num_workers, "Validation")
     calibration, cal_table = fit_best(val["logits"], val["labels"])
@@ -172,7 +298,7 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
         out("No --unknown DIR: the unknown-artist score is 1 - calibrated top probability (with paintings of other "
             "artists Tim would compare feature-space scores and outlier exposure and keep the best).")
 
-    if chosen != "max-probability" and train is None:
+    if (chosen != "max-probability" or not_paintings) and train is None:
         train = outputs(predictor, prepared.splits["train"], accelerator, batch_size, num_workers, "Train")
     stats = fit_statistics(chosen, train["features"], train["labels"], None if outliers is None else
                            outliers["features"], seed) if chosen != "max-probability" else {}
@@ -187,16 +313,26 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
     detector.info = unknown_info
     out(f"  kept: {chosen}, threshold {detector.threshold:.4f} (keeps {kept:.1%} of validation paintings as known)")
 
+    painting = None
+    if not_paintings:
+        painting = fit_painting_decision(predictor, prepared, train, val, outliers, not_paintings,
+                                         not_paintings_fit_fraction, seed, painting_retention, out)
+
     if accelerator.is_main_process:
-        write_into_checkpoint(folder, calibration, detector)
+        write_into_checkpoint(folder, calibration, detector, painting)
     accelerator.wait_for_everyone()
-    out(f"Wrote tim.calibration and tim.unknown to {folder / CONFIG_NAME}"
-        + (f" and {UNKNOWN_NAME}" if detector.tensors else ""))
-    return {"calibration": calibration.to_dict(), "unknown": detector.to_config()}
+    out(f"Wrote tim.calibration, tim.unknown{', tim.painting' if painting else ''} to {folder / CONFIG_NAME}"
+        + (f" and {UNKNOWN_NAME}" if detector.tensors else "") + (f", {PAINTING_NAME}" if painting else ""))
+    return {"calibration": calibration.to_dict(), "unknown": detector.to_config(),
+            **({"painting": painting.to_config()} if painting else {})}
 
 
-def write_into_checkpoint(folder: Path, calibration: Calibration, detector: UnknownDetector) -> None:
-    """A copy of `folder` with the new config blocks and statistics, renamed into place (never half-written)."""
+def write_into_checkpoint(folder: Path, calibration: Calibration, detector: UnknownDetector,
+                          painting: PaintingDetector | None = None) -> None:
+    """A copy of `folder` with the new config blocks and statistics, renamed into place (never half-written).
+
+    Without a new `painting` decision the checkpoint's own (if any) is kept: it reads the model's features,
+    which calibration does not change."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.calibrate-tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -205,6 +341,8 @@ def write_into_checkpoint(folder: Path, calibration: Calibration, detector: Unkn
     config["tim"]["calibration"] = calibration.to_dict()
     (tmp / UNKNOWN_NAME).unlink(missing_ok=True)
     config["tim"]["unknown"] = detector.save(tmp)
+    if painting is not None:
+        config["tim"]["painting"] = painting.save(tmp)
     (tmp / CONFIG_NAME).write_text(json.dumps(hub_layout(config), indent=2, ensure_ascii=False) + "\n")
     replace_folder(tmp, folder)
 
@@ -225,6 +363,17 @@ def add_cli(sub) -> None:
                    help="share of the --unknown artists used for fitting (the rest is held out for tim evaluate)")
     p.add_argument("--score", default="auto", choices=("auto",) + SCORES,
                    help="unknown-artist score; auto = best AUROC among the measured candidates")
+    p.add_argument("--not-paintings", metavar="DIR",
+                   help="photos that are NOT paintings (animals, objects, people, documents): fit 'this doesn't "
+                        "look like a painting'; split by class (file name up to its first '_', or subfolder) "
+                        "into a fit part and a held-out part reported on")
+    p.add_argument("--not-paintings-fit-fraction", type=float, default=0.5,
+                   help="share of the --not-paintings classes used for fitting")
+    p.add_argument("--only-painting", action="store_true",
+                   help="with --not-paintings: fit only the not-a-painting decision, keep the checkpoint's "
+                        "calibration and unknown-artist decision as they are")
+    p.add_argument("--painting-retention", type=float, default=SCAN_RETENTION,
+                   help="share of validation scans the not-a-painting threshold lets pass as paintings")
     p.add_argument("--seed", type=int, default=0, help="seed of the artist split and the heads")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
@@ -234,8 +383,19 @@ def add_cli(sub) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     try:
+        if args.only_painting:
+            if not args.not_paintings:
+                raise OpenSetError("--only-painting fits the not-a-painting decision: pass --not-paintings DIR")
+            if not Path(args.checkpoint).is_dir():
+                raise CheckpointError(f"{args.checkpoint}: not a checkpoint folder.")
+            fit_painting_only(Path(args.checkpoint), args.not_paintings, args.data, args.not_paintings_fit_fraction,
+                              args.seed, args.painting_retention, args.batch_size, args.num_workers, args.cache_dir)
+            return 0
         calibrate_checkpoint(args.checkpoint, args.data, args.unknown, args.retention, args.unknown_fit_fraction,
-                             args.seed, args.batch_size, args.num_workers, args.cache_dir, args.score)
+                             args.seed, args.batch_size, args.num_workers, args.cache_dir, args.score,
+                             not_paintings=args.not_paintings,
+                             not_paintings_fit_fraction=args.not_paintings_fit_fraction,
+                             painting_retention=args.painting_retention)
     except (EvaluationError, RecipeError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -87,6 +87,7 @@ def build_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCa
         f"# {name}\n\n{_summary(config)}",
         _metrics_section(results, tim_block, folder),
         _honesty_section(results, tim_block, folder, len(config["label_names"])),
+        _photos_section(results, tim_block),
         _artists_section(config),
         _data_section(data, dataset_id, dataset_label, results),
         _preprocessing_section(config),
@@ -257,6 +258,52 @@ def _honesty_section(results: dict | None, tim_block: dict, folder: Path, artist
     return "\n".join(lines)
 
 
+def _photos_section(results: dict | None, tim_block: dict) -> str:
+    """Finding the painting in a photo, and "this doesn't look like a painting": what is stored and measured."""
+    painting = tim_block.get("painting")
+    lines = ["## Photos, and pictures that are not paintings", "",
+             "Tim finds the paintings in a picture (a photo of a wall: each painting, largest first; a scan or a "
+             "tight crop: the picture whole), straightens each one and answers it on its own."]
+    if painting:
+        held = painting.get("held_out") or {}
+        photos = held.get("validation_photos_rejected") or {}
+        lines += ["", f"A picture is answered \"This doesn't look like a painting\" when its painting score (a "
+                      f"logistic head on the model's features, `painting.safetensors`) is under "
+                      f"{painting['threshold']:.4f}, a threshold that lets {painting.get('retention', 0.99):.0%} of "
+                      f"the validation scans pass. Fitted on paintings (training scans, simulated phone photos of "
+                      f"them, other artists) against {len(painting.get('fit_classes') or [])} classes of "
+                      f"`{painting.get('not_paintings_dir')}`; measured on the "
+                      f"{len(painting.get('report_classes') or [])} classes held out:", "",
+                  "| pictures | answered \"doesn't look like a painting\" |", "|---|---|"]
+        if "not_paintings_rejected" in held:
+            lines.append(f"| non-painting photos, held-out classes ({held['not_paintings_pictures']}) | "
+                         f"{held['not_paintings_rejected']:.1%} |")
+        if "validation_scans_rejected" in held:
+            lines.append(f"| validation scans ({held['validation_scans']}) | {held['validation_scans_rejected']:.1%} |")
+        for style, value in photos.items():
+            lines.append(f"| simulated {style} photos of validation paintings ({held.get('validation_photos_per_style')})"
+                         f" | {value:.1%} |")
+        rp = (results or {}).get("painting") or {}
+        if "scans_rejected" in rp:
+            lines.append(f"| {results.get('split', 'test')} scans ({rp['scans']}) | {rp['scans_rejected']:.1%} |")
+        if "painting_photos_rejected" in rp:
+            lines.append(f"| real gallery photos of paintings ({rp['painting_photos']}, a check) | "
+                         f"{rp['painting_photos_rejected']:.1%} |")
+    else:
+        lines += ["", "- No not-a-painting decision: every picture is answered as a painting (run `tim calibrate "
+                      "--not-paintings DIR`)."]
+    ph = (results or {}).get("photos")
+    if ph:
+        lines += ["", f"Accuracy on {ph['images']} {results.get('split', 'test')} paintings as Tim's simulated phone "
+                      f"photos (seed {ph['seed']}), beside {results['metrics']['accuracy']['value']:.3f} on the clean "
+                      "scans:", "", "| photos | whole photo | painting located | perfectly cropped |", "|---|---|---|---|"]
+        for style in ("phone", "oblique"):
+            r = ph[style]
+            lines.append(f"| {style} | {r['accuracy_whole']:.3f} | {r['accuracy_located']:.3f} | "
+                         f"{r['accuracy_cropped']:.3f} |")
+    return "\n".join(lines)
+
+
 def _artists_section(config: dict) -> str:
     names = config["label_names"]
     return f"## Artists ({len(names)})\n\n" + "\n".join(
@@ -383,8 +430,9 @@ def _limits_section(config: dict) -> str:
 Intended for exploring and teaching art history: suggesting which of the {n} listed artists a painting most
 resembles, for example in a gallery app or a classroom.
 
-- It always answers with one of the {n} artists, even for a painting by someone else, a photograph or a
-  drawing. A high confidence is not evidence that the painter is among them.
+- It names the closest of the {n} artists even for a painting by someone else, a photograph or a drawing
+  (marked "not one of the artists" or "doesn't look like a painting" when the decisions above say so). A
+  high confidence is not evidence that the painter is among them.
 - The test metrics measure images from the same source and of the same kind as training (digitised
   reproductions). Photos taken in a museum, details, or other collections will usually score lower.
 - Artists with few training images are recognised less reliably; see the per-artist table when there is one.

@@ -37,6 +37,8 @@ CURVES_NAME = "training_curves.png"
 UNKNOWN_NAME = "unknown.safetensors"
 RELIABILITY_NAME = "reliability_diagram.png"
 UNKNOWN_HISTOGRAM_NAME = "unknown_scores.png"
+# what `tim calibrate --not-paintings` writes: the "doesn't look like a painting" head (tim.painting)
+PAINTING_NAME = "painting.safetensors"
 # Tim's square (tim.images.square) as timm's eval transform says it: crop_pct 1.0 keeps the whole picture;
 # `squash` resizes to the square like `stretch`, `border` letterboxes like `pad` (timm fills with the mean colour).
 CROP_MODES = {"stretch": "squash", "pad": "border"}

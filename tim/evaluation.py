@@ -108,11 +108,19 @@ def evaluate_checkpoint(
     accelerator: Accelerator | None = None,
     precision: str = "fp32",
     unknown_dir: str | os.PathLike | None = None,
+    photos: int | None = None,
+    not_paintings_dir: str | os.PathLike | None = None,
+    painting_photos: list[str] | None = None,
 ) -> dict:
     """Evaluate a checkpoint on a split of its own data recipe; write the result files; return eval_results.
 
     unknown_dir: paintings of other artists (one folder per artist) to measure the unknown-artist decision on;
     when the checkpoint was calibrated with part of that folder, only its held-out artists are used.
+    photos: robustness: the split's paintings (all with 0, else that many, seeded) as Tim's simulated phone
+    photos in both styles, answered whole, located (the paintings found, straightened) and perfectly cropped.
+    not_paintings_dir: photos that are not paintings: the not-a-painting decision measured on them (only the
+    classes held out when it was fitted); painting_photos: real photos of paintings (files), answered located:
+    the share that Tim says doesn't look like a painting.
 
     ref: a local checkpoint folder or a Hub id (tim.hub.open_checkpoint).
     data_config_overrides: DataConfig fields to change, usually {"source": path} (the `--data` flag).
@@ -172,6 +180,9 @@ def evaluate_checkpoint(
         unknown = unknown_report(predictor, config, answers, probabilities.argmax(1) == references, unknown_dir,
                                  data_cfg.cache_dir, batch_size, num_workers, accelerator)
         results["unknown"] = unknown["report"]
+    results["painting"] = painting_report(predictor, answers, not_paintings_dir, painting_photos)
+    if photos is not None:
+        results["photos"] = photo_report(predictor, rows, references, photos, seed)
     if accelerator.is_main_process:
         out = Path(output_dir) if output_dir is not None else default_output_dir(ref)
         write_results(out, results, rows["path"], references, probabilities, artists)
@@ -218,6 +229,88 @@ def split_outputs(predictor: Predictor, dataset: IndexedSplit, batch_size: int, 
         )
     order = np.argsort(index)
     return torch.cat(gathered_logits).numpy()[order], torch.cat(gathered_features).numpy()[order]
+
+
+def simulated_photos(rows, indices, style: str, seed: int = 0):
+    """Tim's simulated phone photos (tim.photos) of the paintings `rows[indices]`, one at a time (seeded by
+    `seed` + row index, so two runs agree): an iterator of SimulatedPhoto."""
+    from tim.data import pixels_to_image
+    from tim.photos import simulate_photo
+
+    pixels = rows.select_columns(["pixels"]).with_format(None)
+    for i in indices:
+        yield simulate_photo(pixels_to_image(pixels[int(i)]["pixels"]), seed=seed + int(i), style=style)
+
+
+def open_pictures(predictor: Predictor, paths):
+    """The decoded pictures of `paths`, one at a time, as the Predictor opens them to locate paintings."""
+    from tim.predictor import LOCATE_DRAFT
+
+    for path in paths:
+        yield predictor.preprocessor.open(path, LOCATE_DRAFT)
+
+
+PHOTO_STYLES = ("phone", "oblique")
+
+
+def photo_report(predictor: Predictor, rows, references: np.ndarray, limit: int, seed: int = 0,
+                 chunk: int = 32) -> dict:
+    """Accuracy of the split's paintings as simulated photos (each style): whole, located, perfectly cropped;
+    and the share of the located photos Tim says are no painting (none of their answers is one)."""
+    picks = np.arange(len(rows))
+    if limit and limit < len(rows):
+        picks = np.sort(np.random.default_rng(seed).choice(len(rows), limit, replace=False))
+    report = {"images": int(len(picks)), "seed": seed}
+    for style in PHOTO_STYLES:
+        right = {"whole": [], "located": [], "cropped": []}
+        rejected, found = [], []
+        sims = simulated_photos(rows, picks, style, seed)
+        for start in range(0, len(picks), chunk):
+            batch = [next(sims) for _ in picks[start : start + chunk]]
+            truth = references[picks[start : start + chunk]]
+            for name, pictures, whole in (("whole", [b.photo for b in batch], True),
+                                          ("located", [b.photo for b in batch], False),
+                                          ("cropped", [b.cropped for b in batch], True)):
+                logits, features, owner = predictor.piece_outputs(pictures, whole=whole)
+                first = np.unique(owner, return_index=True)[1]  # each photo's largest painting answers for it
+                right[name].append(logits[first].argmax(1) == truth)
+                if name == "located":
+                    ans = predictor.answer(torch.from_numpy(logits), torch.from_numpy(features))
+                    painting = (ans.painting.numpy() if ans.painting is not None else np.ones(len(owner), bool))
+                    rejected += [not painting[owner == i].any() for i in np.unique(owner)]
+                    found += [int(np.sum(owner == i)) for i in np.unique(owner)]
+        report[style] = {**{f"accuracy_{k}": float(np.concatenate(v).mean()) for k, v in right.items()},
+                         "not_a_painting": float(np.mean(rejected)), "paintings_found_mean": float(np.mean(found))}
+    return report
+
+
+def painting_report(predictor: Predictor, answers, not_paintings_dir=None, painting_photos=None) -> dict | None:
+    """The not-a-painting decision on the split's scans, on the held-out classes of `not_paintings_dir` and on
+    real photos of paintings; None when the checkpoint has no such decision."""
+    from tim.painting import not_painting_files, rejected_share
+
+    detector = predictor.painting
+    if detector is None:
+        return None
+    report = {"threshold": detector.threshold, "scans_rejected": float((~answers.painting).float().mean()),
+              "scans": int(len(answers.painting)), "fitted": detector.info.get("held_out")}
+
+    def rejected(paths):
+        _, features, owner = predictor.piece_outputs(open_pictures(predictor, paths))
+        scores = detector.score(torch.from_numpy(features)).numpy()
+        return rejected_share([scores[owner == i] for i in np.unique(owner)], detector.threshold)
+
+    if not_paintings_dir:
+        fitted = set(detector.info.get("fit_classes") or [])
+        held = [p for p, c in not_painting_files(not_paintings_dir) if c not in fitted]
+        if not held:
+            raise EvaluationError(f"every class of {not_paintings_dir} was used to fit the not-a-painting decision; "
+                                  "report on other pictures.")
+        report.update(not_paintings_dir=str(not_paintings_dir), not_paintings_held_out=len(held),
+                      not_paintings_rejected=rejected(held))
+    if painting_photos:
+        report.update(painting_photos=len(painting_photos), painting_photos_rejected=rejected(painting_photos))
+    return report
 
 
 def calibration_report(predictor: Predictor, logits: np.ndarray, calibrated: np.ndarray,
@@ -348,12 +441,41 @@ def format_summary(results: dict) -> str:
             f"over all {unk['known_images'] + unk['unknown_images']})",
             "",
         ]
+    lines += painting_summary(results.get("painting")) + photo_summary(results.get("photos"))
     width = max(20, *(len(display_name(r["artist"])) for r in results["per_artist"]))
     lines.append(f"{'artist':{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
     for r in results["per_artist"]:
         lines.append(f"{display_name(r['artist']):{width}} {r['precision']:9.3f} {r['recall']:7.3f} "
                      f"{r['f1']:6.3f} {r['support']:8d}")
     return "\n".join(lines)
+
+
+def painting_summary(rep: dict | None) -> list[str]:
+    if not rep:
+        return []
+    lines = [f"not a painting (P(painting) < {rep['threshold']:.4f}):",
+             f"  scans of this split answered 'doesn't look like a painting'   {rep['scans_rejected']:.1%} of "
+             f"{rep['scans']}"]
+    if "not_paintings_rejected" in rep:
+        lines.append(f"  held-out non-painting photos answered so              {rep['not_paintings_rejected']:.1%} of "
+                     f"{rep['not_paintings_held_out']} ({rep['not_paintings_dir']})")
+    if "painting_photos_rejected" in rep:
+        lines.append(f"  real photos of paintings answered so                  {rep['painting_photos_rejected']:.1%} of "
+                     f"{rep['painting_photos']}")
+    return lines + [""]
+
+
+def photo_summary(rep: dict | None) -> list[str]:
+    if not rep:
+        return []
+    lines = [f"simulated phone photos of {rep['images']} paintings of this split (seed {rep['seed']}): accuracy",
+             f"  {'style':8} {'whole':>6} {'located':>8} {'cropped':>8} {'not a painting':>15} {'found':>6}"]
+    for style in PHOTO_STYLES:
+        r = rep[style]
+        lines.append(f"  {style:8} {r['accuracy_whole']:6.3f} {r['accuracy_located']:8.3f} {r['accuracy_cropped']:8.3f}"
+                     f" {r['not_a_painting']:15.1%} {r['paintings_found_mean']:6.2f}")
+    return lines + ["  (whole: the photo as it is; located: the largest painting found, straightened; cropped: the "
+                    "painting perfectly cropped, same light and camera)", ""]
 
 
 def add_cli(sub) -> None:
@@ -376,6 +498,15 @@ def add_cli(sub) -> None:
                    help="paintings of OTHER artists (one folder per artist): measure the unknown-artist decision "
                         "(AUROC, rejected, kept, open-set accuracy, unknown_scores.png); when the checkpoint was "
                         "calibrated with part of DIR, only its held-out artists are used")
+    p.add_argument("--photos", nargs="?", type=int, const=0, default=None, metavar="N",
+                   help="robustness: the split's paintings (all, or N of them, seeded) as simulated phone photos in "
+                        "both styles, accuracy whole / located / perfectly cropped beside the clean figure")
+    p.add_argument("--not-paintings", metavar="DIR",
+                   help="photos that are NOT paintings: share answered 'doesn't look like a painting' (only the "
+                        "classes held out when `tim calibrate --not-paintings` fitted the decision)")
+    p.add_argument("--painting-photos", nargs="+", metavar="FILE",
+                   help="real photos of paintings (e.g. gallery-photos/*/*.jpg): share answered 'doesn't look like "
+                        "a painting' (a check: should be near 0)")
     p.set_defaults(func=run_cli)
 
 
@@ -388,7 +519,8 @@ def run_cli(args: argparse.Namespace) -> int:
             args.checkpoint, overrides, split=args.split, batch_size=args.batch_size, output_dir=args.output_dir,
             log_path=args.log, resamples=args.resamples, seed=args.seed, num_workers=args.num_workers,
             precision=args.precision,
-            unknown_dir=args.unknown,
+            unknown_dir=args.unknown, photos=args.photos, not_paintings_dir=args.not_paintings,
+            painting_photos=args.painting_photos,
         )
     except (EvaluationError, RecipeError, CheckpointError, DataError, OpenSetError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -37,6 +37,7 @@ from tim.atomic import recover_folder, write_text_atomically
 from tim.card import CARD_NAME, write_card
 from tim.checkpoint import (
     CONFIG_NAME,
+    PAINTING_NAME,
     PICKLE_SUFFIXES,
     UNKNOWN_NAME,
     WEIGHTS_NAME,
@@ -50,7 +51,7 @@ from tim.validate import validate_checkpoint
 # results, plots.
 # Pickled weights never match, so they are neither downloaded nor uploaded; predictions.csv stays
 # local because it lists the paths of the user's own test images.
-HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, UNKNOWN_NAME, CARD_NAME, "*.json", "*.png"]
+HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, UNKNOWN_NAME, PAINTING_NAME, CARD_NAME, "*.json", "*.png"]
 
 
 class HubError(CheckpointError):

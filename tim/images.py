@@ -25,6 +25,9 @@ RESIZE_MODES = ("pad", "stretch")
 # above it. Pillow itself refuses anything above 2x this before decoding (decompression bombs).
 MAX_PIXELS = 89_478_485
 
+# Image.info key load_rgb sets: how many of the file's pixels one decoded pixel spans (1 unless draft-decoded)
+DECODE_SCALE = "tim_decode_scale"
+
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
 
 
@@ -82,7 +85,9 @@ def load_rgb(source: ImageSource, draft_size: int | None = None) -> Image.Image:
                     )
                 img.seek(0)  # first frame of an animated GIF/WebP
                 img.load()
-                return _to_rgb(ImageOps.exif_transpose(img))
+                rgb = _to_rgb(ImageOps.exif_transpose(img))
+                rgb.info[DECODE_SCALE] = full[0] / img.width  # file pixels per decoded pixel (a JPEG draft: 2, 4, 8)
+                return rgb
     except ImageError:
         raise
     except PermissionError:

@@ -1,11 +1,14 @@
 """`tim predict PATH... --out results.csv`: the app's pipeline for files and folders, as a CSV.
 
-One row per image (path, artist, confidence, top5, error, known, unknown_score, artist_name);
-a bad file gets a row with its error instead of stopping the run. `artist` is always
-the most likely of the model's artists, as the model names it (its key, e.g. Claude_Monet);
-`artist_name` and `top5` name artists as the app shows them (Claude Monet); `known` is 0 when
-Tim says the painting is not by one of them (unknown_score above the checkpoint's threshold,
-see `tim calibrate`).
+One row per painting found in each image (path, artist, confidence, top5, error, known, unknown_score,
+artist_name, painting, region, corners): the paintings in a photo are found and straightened (tim.locate),
+largest first (region 1, 2, ...; corners = x1 y1 x2 y2 x3 y3 x4 y4 in the file's pixels, clockwise from
+top-left); a picture that already is the painting is answered whole (region 0, no corners), as is every
+file with --whole. A bad file gets a row with its error instead of stopping the run. `artist` is always
+the most likely of the model's artists, as the model names it (its key, e.g. Claude_Monet); `artist_name`
+and `top5` name artists as the app shows them (Claude Monet); `known` is 0 when Tim says the painting is
+not by one of them (unknown_score above the checkpoint's threshold, see `tim calibrate`); `painting` is 0
+when Tim says the picture doesn't look like a painting (then `known` is 0 too).
 Images are decoded by a pool of threads (or DataLoader worker processes with --workers)
 while the model, in Tim's ONNX Runtime engine on a CPU, works on the ones before: several
 times faster than opening and classifying one image at a time, with the model's own fp32 answers.
@@ -40,7 +43,8 @@ from tim.predictor import PRECISIONS, Predictor, Preprocessor
 from tim.spreadsheet import safe_row
 
 # new columns go at the end, so a script that reads columns by position keeps working
-COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name"]
+COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name", "painting",
+           "region", "corners"]
 
 
 def collect(paths: list[str]) -> list[tuple[str, str]]:
@@ -65,24 +69,29 @@ def collect(paths: list[str]) -> list[tuple[str, str]]:
 
 
 class ImageFiles(Dataset):
-    """Files -> (index, tensor, box, original or None, error or None); errors are values, not exceptions."""
+    """Files -> (index, pieces or None, error or None): a Piece per painting found in the file (one, the whole
+    picture, with `whole`); errors are values, not exceptions."""
 
-    def __init__(self, paths: list[str], preprocess: Preprocessor, keep_original: bool = False):
+    def __init__(self, paths: list[str], preprocess: Preprocessor, keep_original: bool = False, whole: bool = False):
         self.paths = paths
         self.preprocess = preprocess
-        self.keep_original = keep_original  # only --cam-dir needs the originals (they cost pickling)
+        self.keep_original = keep_original  # only --cam-dir needs the pictures (they cost pickling)
+        self.whole = whole
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            x, box, original = self.preprocess(self.paths[i])
+            _, pieces = self.preprocess.pieces(self.paths[i], self.whole)
         except ImageError as e:
-            return i, None, None, None, str(e)
+            return i, None, str(e)
         except Exception as e:  # noqa: BLE001 - one odd file must not end a run over thousands
-            return i, None, None, None, f"{self.paths[i]}: could not be read ({type(e).__name__}: {e})"
-        return i, x, box, original if self.keep_original else None, None
+            return i, None, f"{self.paths[i]}: could not be read ({type(e).__name__}: {e})"
+        if not self.keep_original:
+            for piece in pieces:
+                piece.picture = None
+        return i, pieces, None
 
 
 def _as_list(batch):
@@ -92,6 +101,16 @@ def _as_list(batch):
 def top_text(top: list[tuple[str, float]]) -> str:
     """'Claude Monet:0.9120; Alfred Sisley:0.0411; ...': the app's display names (tim.plots.display_name)."""
     return "; ".join(f"{display_name(artist)}:{p:.4f}" for artist, p in top)
+
+
+def corners_text(corners) -> str:
+    """x1 y1 x2 y2 x3 y3 x4 y4 (pixels, clockwise from top-left); empty for the whole picture."""
+    return "" if corners is None else " ".join(f"{v:.0f}" for v in corners.reshape(-1))
+
+
+def piece_cam_path(cam: Path, region: int) -> Path:
+    """The first painting's overlay at the file's cam path, the n-th beside it as <name>_painting<n>_cam.jpg."""
+    return cam if region <= 1 else cam.with_name(cam.name.replace("_cam.jpg", f"_painting{region}_cam.jpg"))
 
 
 def _cam_paths(cam_dir: Path, inputs: list[tuple[str, str]]) -> list[Path]:
@@ -143,35 +162,40 @@ def decoded_batches(dataset: ImageFiles, batch_size: int, workers: int | None, d
 
 
 def answer(predictor: Predictor, inputs: list[tuple[str, str]], cams: list[Path] | None = None,
-           batch_size: int = 32, workers: int | None = None, k: int = 5, bar=None) -> list[list[str]]:
-    """The CSV rows for `inputs`, in order; with `cams` (one path per input) each overlay is written there."""
+           batch_size: int = 32, workers: int | None = None, k: int = 5, bar=None, whole: bool = False
+           ) -> list[list[str]]:
+    """The CSV rows for `inputs`, in order (one per painting found, largest first); with `cams` (one path per
+    input) each overlay is written there."""
     paths = [p for p, _ in inputs]
-    dataset = ImageFiles(paths, predictor.preprocessor, keep_original=cams is not None)
+    dataset = ImageFiles(paths, predictor.preprocessor, keep_original=cams is not None, whole=whole)
     rows: list[list[str]] = []
     for batch in decoded_batches(dataset, batch_size, workers, predictor.device):
-        good = [item for item in batch if item[4] is None]
-        answers = {}
-        if good:
-            tensors = torch.stack([item[1] for item in good])
+        pieces = [(i, piece) for i, found, _ in batch if found for piece in found]
+        answers: dict[int, list] = {}
+        if pieces:
+            tensors = torch.stack([piece.tensor for _, piece in pieces])
+            boxes, found = [piece.box for _, piece in pieces], [piece for _, piece in pieces]
             if cams is not None:
-                explained = predictor.explain_batch(tensors, [it[2] for it in good], [it[3] for it in good], k)
-                answers = {it[0]: (e.prediction, e) for it, e in zip(good, explained)}
+                explained = predictor.explain_batch(tensors, boxes, [p.picture for p in found], k, pieces=found)
+                outcomes = [(e.prediction, e) for e in explained]
             else:
-                predictions = predictor.to_predictions(predictor.answers(tensors), [it[2] for it in good], k)
-                answers = {it[0]: (p, None) for it, p in zip(good, predictions)}
-        for i, _, _, _, error in batch:
-            row = [paths[i]]
+                outcomes = [(p, None) for p in predictor.to_predictions(predictor.answers(tensors), boxes, k, found)]
+            for (i, _), outcome in zip(pieces, outcomes):
+                answers.setdefault(i, []).append(outcome)
+        for i, _, error in batch:
             if error is not None:
-                row += ["", "", "", error, "", "", ""] + ([""] if cams is not None else [])
-            else:
-                prediction, explanation = answers[i]
-                row += [prediction.artist, f"{prediction.confidence:.6f}", top_text(prediction.top), "",
-                        int(prediction.known), f"{prediction.unknown_score:.6f}", display_name(prediction.artist)]
+                rows.append([paths[i], "", "", "", error, "", "", "", "", "", ""] + ([""] if cams is not None else []))
+                continue
+            for prediction, explanation in answers[i]:
+                row = [paths[i], prediction.artist, f"{prediction.confidence:.6f}", top_text(prediction.top), "",
+                       int(prediction.known), f"{prediction.unknown_score:.6f}", display_name(prediction.artist),
+                       int(prediction.painting), prediction.region, corners_text(prediction.corners)]
                 if cams is not None:
-                    cams[i].parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(explanation.overlay).save(cams[i], quality=90)
-                    row.append(str(cams[i]))
-            rows.append(row)
+                    cam = piece_cam_path(cams[i], prediction.region)
+                    cam.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(explanation.overlay).save(cam, quality=90)
+                    row.append(str(cam))
+                rows.append(row)
         if bar is not None:
             bar.update(len(batch))
     return rows
@@ -198,7 +222,8 @@ ROUND = 2048
 
 
 def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathLike, cam_dir: str | None = None,
-        batch_size: int = 32, workers: int | None = None, k: int = 5, progress: bool = True) -> tuple[int, int]:
+        batch_size: int = 32, workers: int | None = None, k: int = 5, progress: bool = True,
+        whole: bool = False) -> tuple[int, int]:
     """Write the CSV for `inputs` (from `collect`); returns (images, errors).
 
     Under `accelerate launch` every process answers its share of each round of images
@@ -223,12 +248,13 @@ def run(predictor: Predictor, inputs: list[tuple[str, str]], out: str | os.PathL
                            desc="Predicting") as bar:
             step = ROUND * state.num_processes
             for start in range(0, len(inputs), step):
-                with state.split_between_processes(list(range(start, min(start + step, len(inputs))))) as mine:
+                todo = list(range(start, min(start + step, len(inputs))))
+                with state.split_between_processes(todo) as mine:
                     rows = answer(predictor, [inputs[i] for i in mine], [cams[i] for i in mine] if cams else None,
-                                  batch_size, workers, k, bar if state.num_processes == 1 else None)
+                                  batch_size, workers, k, bar if state.num_processes == 1 else None, whole)
                 if state.num_processes > 1:
                     rows = gather_object(rows)  # every process's rows, in process order = input order
-                    bar.update(len(rows))
+                    bar.update(len(todo))
                 errors += sum(1 for row in rows if row[4])
                 if writer is not None:
                     writer.writerows(map(safe_row, rows))  # no cell a spreadsheet would run (tim.spreadsheet)
@@ -249,7 +275,11 @@ def add_cli(sub) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
     p.add_argument("--model", help="checkpoint folder or Hub repo user/name[@rev] (default: the bundled model)")
     p.add_argument("--out", required=True, help="CSV to write: path, artist, confidence, top5, error, known "
-                                                  "(0 = not one of the model's artists), unknown_score, artist_name")
+                                                  "(0 = not one of the model's artists), unknown_score, artist_name, "
+                                                  "painting (0 = doesn't look like a painting), region (0 = whole "
+                                                  "picture; 1, 2, ... = paintings found, largest first), corners")
+    p.add_argument("--whole", action="store_true",
+                   help="answer each file whole (one row, region 0): no looking for paintings in it")
     p.add_argument("--cam-dir", help="also write each image's Grad-CAM overlay here (<name>_cam.jpg)")
     p.add_argument("--batch-size", type=int, default=32, help="images decoded and answered together")
     p.add_argument("--workers", type=int, default=None,
@@ -284,7 +314,8 @@ def main(args: argparse.Namespace) -> int:
     if not inputs:
         print(f"error: no image files in {' '.join(args.paths)}", file=sys.stderr)
         return 1
-    total, errors = run(predictor, inputs, args.out, args.cam_dir, args.batch_size, args.workers, args.top_k)
+    total, errors = run(predictor, inputs, args.out, args.cam_dir, args.batch_size, args.workers, args.top_k,
+                        whole=args.whole)
     if not process_state().is_main_process:
         return 0
     print(f"{total} images with {ref}: {total - errors} predicted, {errors} errors -> {args.out}"

@@ -4,6 +4,12 @@ It reads everything about preprocessing from the checkpoint's config (square
 mode, size, pad colour, mean/std), so inference sees what training saw.
 `explain` adds a Grad-CAM to each prediction from the same forward pass.
 
+Pictures are answered painting by painting (`analyse`): the picture is opened, the paintings in it
+are found (tim.locate; none found = the picture is the painting, used whole), each is straightened,
+squared and normalised as the checkpoint prescribes, and the model's answer goes through the
+calibration, the unknown-artist decision and the not-a-painting decision (tim.painting); Grad-CAM is
+drawn on the straightened painting. `predict` / `explain` answer each picture whole, as before.
+
 Numerics: fp32 by default, everywhere, so the answers are the model's on every machine.
 On a CPU the forward runs in Tim's ONNX Runtime engine (tim.engine: built on first use,
 checked against PyTorch, several times faster than eager); elsewhere, or where the engine
@@ -25,13 +31,16 @@ from PIL import Image
 
 from tim import engine as engines
 from tim.data.transforms import eval_transform
-from tim.images import Box, ImageError, ImageSource, _describe, prepare
+from tim.images import DECODE_SCALE, Box, ImageError, ImageSource, _describe, load_rgb, square
 
 # A picture longer than this many times its width (or the reverse) would be a few
 # pixels thick in the model's square: refused with a message instead of a meaningless guess.
 MAX_ASPECT = 20.0
 # Explanations are drawn at most this many pixels on the long side (the original's aspect is kept).
 DISPLAY_SIDE = 1024
+# A picture to be located is decoded at least this many times the model's size (a JPEG draft), so that a
+# painting covering half of a phone photo still has the model's resolution once straightened.
+LOCATE_DRAFT = 2
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -44,15 +53,22 @@ class Prediction:
     extras: dict = field(default_factory=dict)
     known: bool = True  # False: not one of the artists this model knows (`artist` is then only the closest)
     unknown_score: float | None = None  # higher = less like any artist the model knows
+    painting: bool = True  # False: the picture doesn't look like a painting (then `known` is False too)
+    painting_score: float | None = None  # P(painting) from tim.painting; None: the checkpoint has no such decision
+    region: int = 0  # 0: the whole picture; 1, 2, ...: the paintings found in it, largest first
+    corners: np.ndarray | None = None  # (4, 2) in the file's pixels, clockwise from top-left; None for region 0
 
 
 @dataclass
 class Answers:
-    """A batch's answers: calibrated probabilities N x K, unknown-artist scores N, known N (bool)."""
+    """A batch's answers: calibrated probabilities N x K, unknown-artist scores N, known N (bool),
+    painting N (bool) and painting scores N (None without a not-a-painting decision)."""
 
     probabilities: torch.Tensor
     unknown_score: torch.Tensor
     known: torch.Tensor
+    painting: torch.Tensor | None = None
+    painting_score: torch.Tensor | None = None
 
 
 @dataclass
@@ -60,9 +76,26 @@ class Explanation:
     """A prediction with its Grad-CAM drawn on the original picture (its own aspect ratio, no bars)."""
 
     prediction: Prediction
-    picture: Image.Image  # the original, upright RGB, at most DISPLAY_SIDE px (big JPEGs arrive draft-decoded)
+    picture: Image.Image  # the original (or the straightened painting), upright RGB, at most DISPLAY_SIDE px
     cam: np.ndarray  # HxW float32 in [0, 1], aligned with `picture`
     overlay: np.ndarray  # HxWx3 uint8: `picture` with the CAM heat map on top
+    outlined: Image.Image | None = None  # the whole picture with every painting found outlined (None: used whole)
+
+
+@dataclass
+class Piece:
+    """One painting of a picture, ready for the model: the whole picture (region 0) or a straightened region."""
+
+    tensor: torch.Tensor
+    box: Box
+    picture: Image.Image | None  # what the model saw, before squaring: the original or the straightened painting
+    region: int = 0
+    corners: np.ndarray | None = None  # in the file's pixels
+
+
+def _file_pixels(corners: np.ndarray, picture: Image.Image) -> np.ndarray:
+    """Corners found in the decoded picture, in the file's own pixels (a JPEG may be draft-decoded)."""
+    return np.asarray(corners, dtype=np.float32) * float(picture.info.get(DECODE_SCALE, 1.0))
 
 
 @dataclass(frozen=True)
@@ -74,15 +107,41 @@ class Preprocessor:
     pad_color: tuple
     transform: Callable
 
-    def __call__(self, source: ImageSource):
-        squared, box, original = prepare(source, self.image_size, self.resize_mode, self.pad_color)
+    def open(self, source: ImageSource, draft: int = 1) -> Image.Image:
+        """The upright RGB picture (JPEGs draft-decoded near `draft` x the model's size); ImageError for a strip."""
+        original = load_rgb(source, draft_size=draft * self.image_size)
         long, short = max(original.size), min(original.size)
         if long > MAX_ASPECT * short:
             raise ImageError(
                 f"{_describe(source)}: {original.width}x{original.height} pixels is a {long / short:.0f}:1 strip; "
                 f"at {self.image_size}px the model would see a sliver. Crop it to at most {MAX_ASPECT:.0f}:1."
             )
-        return self.transform(squared), box, original
+        return original
+
+    def tensor(self, picture: Image.Image) -> tuple[torch.Tensor, Box]:
+        squared, box = square(picture, self.image_size, self.resize_mode, self.pad_color)
+        return self.transform(squared), box
+
+    def __call__(self, source: ImageSource):
+        original = self.open(source)
+        return (*self.tensor(original), original)
+
+    def pieces(self, source: ImageSource, whole: bool = False) -> tuple[Image.Image, list[Piece]]:
+        """(the picture, a Piece per painting found in it, largest first; or one Piece, the whole picture)."""
+        original = self.open(source, 1 if whole else LOCATE_DRAFT)
+        return original, self.pieces_of(original, whole)
+
+    def pieces_of(self, picture: Image.Image, whole: bool = False) -> list[Piece]:
+        if not whole:
+            from tim import locate  # OpenCV only when pictures are located
+        regions = [] if whole else locate.find_paintings(picture)
+        if not regions:
+            return [Piece(*self.tensor(picture), picture)]
+        out = []
+        for n, corners in enumerate(regions, 1):
+            painting = locate.straighten(picture, corners)
+            out.append(Piece(*self.tensor(painting), painting, n, _file_pixels(corners, picture)))
+        return out
 
 
 class Predictor:
@@ -106,6 +165,7 @@ class Predictor:
             raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
         from tim.calibration import Calibration
         from tim.openset import UnknownDetector
+        from tim.painting import PaintingDetector
 
         self.config = config
         self.labels: list[str] = list(config["label_names"])
@@ -124,6 +184,7 @@ class Predictor:
         self._engine_lock = threading.Lock()
         self.calibration = Calibration.from_config(config)  # None: plain softmax
         self.unknown = UnknownDetector.from_checkpoint(config, folder)  # None: every answer is "known"
+        self.painting = PaintingDetector.from_checkpoint(config, folder)  # None: every picture is a painting
         self._explainer = None  # tim.gradcam.CamExplainer, built on the first explain()
         self._explainer_lock = threading.Lock()
 
@@ -180,11 +241,14 @@ class Predictor:
         return logits.float().cpu(), features.float().cpu()
 
     def answer(self, logits: torch.Tensor, features: torch.Tensor) -> Answers:
-        """The model's answer from its raw outputs: calibrated probabilities, unknown-artist score, known or not.
+        """The model's answer from its raw outputs: calibrated probabilities, unknown-artist score, known or not,
+        painting or not.
 
-        The one place where calibration (config tim.calibration) and the unknown-artist decision
-        (tim.unknown + unknown.safetensors) are applied; a checkpoint without them answers as before
-        (plain softmax, every picture "known", unknown_score = 1 - top probability).
+        The one place where calibration (config tim.calibration), the unknown-artist decision
+        (tim.unknown + unknown.safetensors) and the not-a-painting decision (tim.painting +
+        painting.safetensors) are applied; a checkpoint without them answers as before (plain softmax,
+        every picture "known" and a painting, unknown_score = 1 - top probability). Not a painting
+        implies not known.
         """
         from tim.calibration import calibrated_probabilities
 
@@ -196,7 +260,11 @@ class Predictor:
         else:
             score = self.unknown.score(logits, features, probs)
             known = score <= self.unknown.threshold
-        return Answers(probs, score, known)
+        if self.painting is None:
+            return Answers(probs, score, known, torch.ones(len(logits), dtype=torch.bool))
+        painting_score = self.painting.score(features)
+        painting = self.painting.is_painting(painting_score)
+        return Answers(probs, score, known & painting, painting, painting_score)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Calibrated probabilities over the artists for a normalised batch NxCxHxW (float32 on CPU)."""
@@ -207,15 +275,27 @@ class Predictor:
         return self.answer(*self.logits_and_features(batch))
 
     def to_prediction(self, probs: torch.Tensor, box: Box | None = None, k: int = 5, known: bool = True,
-                      unknown_score: float | None = None) -> Prediction:
+                      unknown_score: float | None = None, painting: bool = True,
+                      painting_score: float | None = None) -> Prediction:
         top = probs.topk(min(k, len(self.labels)))
         pairs = [(self.labels[i], float(p)) for p, i in zip(top.values, top.indices)]
         return Prediction(pairs[0][0], pairs[0][1], pairs, box, known=bool(known),
-                          unknown_score=None if unknown_score is None else float(unknown_score))
+                          unknown_score=None if unknown_score is None else float(unknown_score),
+                          painting=bool(painting), painting_score=None if painting_score is None
+                          else float(painting_score))
 
-    def to_predictions(self, answers: Answers, boxes: list, k: int = 5) -> list[Prediction]:
-        return [self.to_prediction(p, box, k, known, score) for p, score, known, box
-                in zip(answers.probabilities, answers.unknown_score, answers.known, boxes)]
+    def to_predictions(self, answers: Answers, boxes: list, k: int = 5, pieces: list[Piece] | None = None
+                       ) -> list[Prediction]:
+        """A Prediction per row of `answers`; with `pieces`, each says which painting of its picture it is."""
+        n = len(boxes)
+        painting = answers.painting if answers.painting is not None else torch.ones(n, dtype=torch.bool)
+        scores = answers.painting_score if answers.painting_score is not None else [None] * n
+        out = [self.to_prediction(p, box, k, known, score, is_painting, p_score)
+               for p, score, known, box, is_painting, p_score
+               in zip(answers.probabilities, answers.unknown_score, answers.known, boxes, painting, scores)]
+        for prediction, piece in zip(out, pieces or []):
+            prediction.region, prediction.corners = piece.region, piece.corners
+        return out
 
     def _readable_batches(self, sources: list[ImageSource], batch_size: int, results: list):
         """Yield (slots, tensor batch, boxes, originals) of the readable sources; record an ImageError for the rest."""
@@ -254,9 +334,12 @@ class Predictor:
 
     def explain_batch(
         self, batch: torch.Tensor, boxes: list[Box], originals: list[Image.Image], k: int = 5,
-        display_side: int = DISPLAY_SIDE,
+        display_side: int = DISPLAY_SIDE, pieces: list[Piece] | None = None,
     ) -> list[Explanation]:
-        """Predictions and Grad-CAMs for a preprocessed batch, from one forward (and a backward through the head)."""
+        """Predictions and Grad-CAMs for a preprocessed batch, from one forward (and a backward through the head).
+
+        originals: the pictures the CAMs are drawn on (a piece's straightened painting); pieces: where each is.
+        """
         from tim.gradcam import cam_on_picture, overlay
 
         engine = self.engine
@@ -267,7 +350,7 @@ class Predictor:
             with self.autocast():
                 logits, features, cams = self.explainer(self._to_device(batch))
         out = []
-        predictions = self.to_predictions(self.answer(logits, features), boxes, k)
+        predictions = self.to_predictions(self.answer(logits, features), boxes, k, pieces)
         for prediction, cam, box, original in zip(predictions, cams, boxes, originals):
             picture = original
             if max(picture.size) > display_side:
@@ -284,3 +367,80 @@ class Predictor:
             for i, explanation in zip(slots, self.explain_batch(batch, boxes, originals, k)):
                 results[i] = explanation
         return results
+
+    def piece_outputs(self, pictures, whole: bool = False, first_only: bool = False,
+                      batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(raw logits, features, owner) of every painting found in `pictures` (an iterable of decoded RGB
+        pictures, consumed as it goes), the way `analyse` answers them; owner[j] = the index of the picture
+        piece j came from; `first_only`: the largest painting of each picture only."""
+        logits, features, owners, pieces, owner = [], [], [], [], []
+
+        def flush():
+            lg, ft = self.logits_and_features(torch.stack([p.tensor for p in pieces]))
+            logits.append(lg.numpy())
+            features.append(ft.numpy())
+            owners.append(np.asarray(owner, dtype=int))
+            pieces.clear()
+            owner.clear()
+
+        for i, picture in enumerate(pictures):
+            found = self.preprocessor.pieces_of(picture, whole)[: 1 if first_only else None]
+            pieces += found
+            owner += [i] * len(found)
+            if len(pieces) >= batch_size:
+                flush()
+        if pieces:
+            flush()
+        if not logits:
+            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, 0), np.float32), np.zeros(0, int)
+        return np.concatenate(logits), np.concatenate(features), np.concatenate(owners)
+
+    def _readable_pieces(self, sources: list[ImageSource], batch_size: int, results: list, whole: bool):
+        """Yield (slot per piece, tensor batch, pieces, originals) for about `batch_size` sources at a time."""
+        for start in range(0, len(sources), batch_size):
+            slots, pieces, originals = [], [], {}
+            for i in range(start, min(start + batch_size, len(sources))):
+                try:
+                    originals[i], found = self.preprocessor.pieces(sources[i], whole)
+                except ImageError as e:
+                    results[i] = e
+                    continue
+                results[i] = []
+                slots += [i] * len(found)
+                pieces += found
+            if pieces:
+                yield slots, torch.stack([p.tensor for p in pieces]), pieces, originals
+
+    def analyse(self, sources: list[ImageSource], whole: bool = False, explain: bool = False, k: int = 5,
+                batch_size: int = 8) -> list[list[Prediction] | list[Explanation] | ImageError]:
+        """Per source: an answer per painting found in it (largest first; the picture whole when it is the
+        painting, or with `whole`), as Predictions or, with `explain`, Explanations (Grad-CAM on the
+        straightened painting, `outlined` = the picture with the paintings found drawn); or its ImageError."""
+        results: list = [None] * len(sources)
+        for slots, batch, pieces, originals in self._readable_pieces(sources, batch_size, results, whole):
+            boxes = [p.box for p in pieces]
+            if explain:
+                answers = self.explain_batch(batch, boxes, [p.picture for p in pieces], k, pieces=pieces)
+            else:
+                answers = self.to_predictions(self.answers(batch), boxes, k, pieces)
+            for i, answer in zip(slots, answers):
+                results[i].append(answer)
+            if explain:
+                for i, original in originals.items():
+                    if results[i] and results[i][0].prediction.region:  # located: outline them on the picture
+                        outlined = outline(original, [a.prediction.corners for a in results[i]])
+                        for a in results[i]:
+                            a.outlined = outlined
+        return results
+
+
+def outline(picture: Image.Image, corners: list[np.ndarray], display_side: int = DISPLAY_SIDE) -> Image.Image:
+    """`picture` at most `display_side` px with each painting's outline (corners in the file's pixels) numbered."""
+    from tim import locate
+
+    shown = picture
+    if max(shown.size) > display_side:
+        shown = picture.copy()
+        shown.thumbnail((display_side, display_side), Image.Resampling.BICUBIC)
+    scale = shown.width / (picture.width * float(picture.info.get(DECODE_SCALE, 1.0)))
+    return locate.draw_outlines(shown, [np.asarray(c, np.float32) * scale for c in corners])

@@ -347,5 +347,15 @@ def check_unknown(c: Checkpoint) -> None:
     tensor_file(c, "tim.unknown.file", shapes)
 
 
+def check_painting(c: Checkpoint) -> None:
+    """tim.painting ("this doesn't look like a painting", tim.painting): a finite threshold and its head."""
+    if c.get("tim.painting") in (_MISSING, None, {}) or "tim.painting" in c.replacing:
+        return  # none: every picture counts as a painting
+    require_object(c, "tim.painting")
+    require_number(c, "tim.painting.threshold")
+    d = feature_size(c)
+    tensor_file(c, "tim.painting.file", {"mean": (d,), "scale": (d,), "coef": (2, d), "intercept": (2,)})
+
+
 CHECKS = [check_schema, check_preprocessing, check_weights_file, check_model, check_labels, check_architecture,
-          check_finite, check_calibration, check_unknown]
+          check_finite, check_calibration, check_unknown, check_painting]

@@ -1,0 +1,409 @@
+"""Find the painting(s) in a picture, and straighten each into an upright rectangle (OpenCV).
+
+A phone photo of a painting shows a wall around it; a scan, a tight crop or a screenshot of a painting shows
+only the painting. `find_paintings` tells the two apart and returns, for a photo, each painting's four corners:
+
+    regions = find_paintings(picture)           # [] = the picture already is the painting: use it whole
+    paintings = [straighten(picture, corners) for corners in regions]   # largest first
+
+How, on small copies (SEARCH_SIDE, SNAP_SIDE px; corners are scaled back to the original):
+1. the wall: smooth pixels of the wall's colour (a quadratic colour field fitted to the picture's border strip,
+   so uneven light stays wall) connected to the border. No wall along most of the border (the border is the
+   painting's own texture), or a border flat as only a computer makes it: the picture is the painting.
+2. what the wall surrounds: each large blob's hull as a quadrilateral, each side then snapped onto the outermost
+   sharp straight edge near it (a frame's outer edge, not the shadow's).
+3. a painting is a quadrilateral that could be a rectangle seen by a phone, clear of the picture's edges, not a
+   scan's own margin (large and exactly upright), filled by its blob, with a clear edge along every side and
+   plain wall (or shadow) just outside them.
+`straighten` warps the outline to an upright rectangle and, by default, cuts off a frame seen inside it.
+Measured by benchmarks/bench_locate.py (real gallery photos with masks, clean scans, simulated photos).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+SEARCH_SIDE = 192        # px: the long side the wall is found at
+SNAP_SIDE = 384          # px: the long side the painting's edges are found at (corners are scaled back)
+MIN_SIDE = 32            # px: pictures smaller than this are used whole
+MIN_AREA = 0.04          # a painting covers at least this share of the picture
+MAX_AREA = 0.92          # ... and at most this share: more, and the picture is the painting
+MIN_FILL = 0.9           # the candidate fills at least this share of its quadrilateral
+MEAN_PLAIN = 0.5         # ... and a strip outside its sides is at least this share plain (wall or shadow)
+GAP = 2                  # px (at SEARCH_SIDE) between a side and that strip: the edge itself is not smooth
+RING = 0.03              # that strip's width (share of the long side)
+SNAP = 0.05              # a side moves at most this share of the long side onto an edge
+TURN = 4                 # px (at SNAP_SIDE): how far each end of a side may then move to turn it onto the edge
+SHARP = 0.6              # edges at least this share as sharp as the sharpest near a side count as sharp
+MIN_BORDER_WALL = 0.5    # a photo of a painting shows wall along at least this share of its outermost pixels
+CLIPPED = 250            # Lab lightness (of 255) from which a camera may have clipped a pixel to white
+FLAT = 0.05              # a border this close to one smooth colour field (median Lab distance) is digital:
+                         # a scan's or a screenshot's margin, an artist's flat border, never a photographed wall
+UPRIGHT = 0.5            # degrees: a large candidate this square to the picture is a scan's margin ...
+SCAN_AREA = 0.6          # ... when it covers at least this share of the picture
+MIN_MARGIN = 0.005       # a painting on a wall is at least this share of the picture's side from each edge
+MAX_SKEW = 30            # degrees: a painting's corners look at most this far from a right angle
+MIN_SIDE_RATIO = 0.6     # ... and its opposite sides at least this similar in length
+MIN_SUPPORT = 0.4        # every side of a painting runs along a clear edge on at least this share of its length
+SUPPORT_EDGE = 16.0      # Lab gradient (Sobel, at SNAP_SIDE) of a clear edge
+EDGE = 24.0              # Lab gradient (Sobel) above which a pixel is an edge
+BORDER = 0.03            # the wall's colour is modelled from a border strip this wide (share of the long side)
+WALL_DISTANCE = 20.0     # Lab distance from the wall's colour under which a pixel may be wall
+FRAMES = 2               # straighten cuts off up to this many frames inside each other (a frame, then a mat)
+FRAME_SIDE = 256         # px: the long side a frame is looked for at
+FRAME_WIDTH = 0.15       # a frame is at most this share of the painting's width (or height) on each side
+FRAME_EDGE = 30.0        # Lab gradient (Sobel, mean along the side) of a frame's inner edge
+FRAME_STD = 12.0         # a frame's colour varies at most this much (Lab) along a side
+COLOURS = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (120, 255, 120)]
+
+
+def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndarray]:
+    """Each painting's corners (4, 2) float32 in `picture`'s pixels, clockwise from top-left, largest first.
+    [] means the picture already is the painting (no wall around anything that looks like one)."""
+    rgb = np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
+    if min(rgb.shape[:2]) < MIN_SIDE:  # a thumbnail shows no wall worth the name
+        return []
+    fine, scale = shrunk(rgb, SNAP_SIDE)
+    coarse, factor = shrunk(fine, SEARCH_SIDE)
+    lab = lab_of(coarse)
+    gx, gy = gradients(lab)
+    smooth = cv2.dilate(edge_map(gx, gy).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
+    if border_share(smooth) < MIN_BORDER_WALL:  # the wall is smooth: a textured border is the painting's own
+        return []
+    squared = wall_colour_distance(lab)
+    wall_coloured = squared < WALL_DISTANCE ** 2
+    wall = wall_mask(smooth, wall_coloured)
+    if border_share(wall) < MIN_BORDER_WALL or digital_border(lab, squared):
+        return []
+    plain = smooth | wall_coloured
+    fine_gradients = None
+    candidates = []
+    for blob in blobs(~wall):
+        rough = fit_quad(blob)
+        if not filled(rough, blob, MIN_FILL - 0.1, MAX_AREA + 0.05):  # far off before snapping: no need to snap
+            continue
+        fine_gradients = fine_gradients or gradients(lab_of(fine))
+        quad = snap_to_edges(rough / factor, *fine_gradients)
+        if (clear_of_edges(quad, fine.shape) and rectangular(quad) and not scanned_margin(quad, fine.shape)
+                and edge_support(quad, *fine_gradients) >= MIN_SUPPORT
+                and looks_hung(quad * factor, blob, plain)):
+            candidates.append(quad)
+    candidates.sort(key=lambda q: -cv2.contourArea(q))
+    return [(q / scale).astype(np.float32) for q in candidates[:max_paintings]]
+
+
+def shrunk(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """`rgb` with its long side at most `side` px, and the scale factor used: halved (pixel areas averaged, cheap)
+    while still twice too large, then bilinear the rest of the way."""
+    long = max(rgb.shape[:2])
+    small = rgb
+    while max(small.shape[:2]) >= 2 * side:
+        small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    scale = min(side, max(small.shape[:2])) / long
+    if max(small.shape[:2]) > side:
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        small = cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
+    return small, scale
+
+
+def lab_of(rgb: np.ndarray) -> np.ndarray:
+    """Lightly blurred CIE Lab (OpenCV's 8-bit scaling) as float32."""
+    return cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
+
+
+def gradients(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel x and y derivatives of each Lab channel, (h, w, 3) float32 each."""
+    return cv2.Sobel(lab, cv2.CV_32F, 1, 0), cv2.Sobel(lab, cv2.CV_32F, 0, 1)
+
+
+def edge_map(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Where colour changes sharply (the strongest channel's gradient), as a bool mask."""
+    squared = strongest(gx * gx + gy * gy)  # compared squared: no square root over the picture
+    return squared > max(EDGE * EDGE, 16 * float(np.median(squared[::4, ::4])))
+
+
+def strongest(channels: np.ndarray) -> np.ndarray:
+    """The largest of the 3 channels at each pixel (numpy's max over a last axis of 3 is slow)."""
+    return np.maximum(np.maximum(channels[..., 0], channels[..., 1]), channels[..., 2])
+
+
+def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
+    """How far each pixel's colour is from the wall's, squared (Lab units²), the wall being modelled from the
+    picture's border strip as a smooth (quadratic) colour field, so that light falling unevenly on it stays
+    'wall'. Lightness counts half: a shadow on the wall is still wall-like."""
+    h, w = lab.shape[:2]
+    x = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None]
+    y = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None]
+    strip = max(2, round(BORDER * max(h, w)))
+    border = np.zeros((h, w), bool)
+    border[:strip], border[-strip:], border[:, :strip], border[:, -strip:] = True, True, True, True
+    ys, xs = np.nonzero(border)
+    ys, xs = ys[::3], xs[::3]  # every third border pixel is plenty
+    px, py = x[0, xs, 0], y[ys, 0, 0]
+    a = np.stack([np.ones_like(px), px, py, px * py, px * px, py * py], -1)
+    b = lab[ys, xs]
+    keep = np.ones(len(a), bool)
+    for _ in range(2):  # fit, then refit on the better-fitting 60% (what is not wall on the border drops out)
+        coef = np.linalg.solve(a[keep].T @ a[keep] + 1e-3 * np.eye(6, dtype=np.float32), a[keep].T @ b[keep])
+        residual = np.linalg.norm(b - a @ coef, axis=1)
+        keep = residual <= np.quantile(residual, 0.6)
+    field = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * y + coef[4] * x * x + coef[5] * y * y
+    difference = (lab - field) * np.float32([0.5, 1.0, 1.0])
+    return (difference * difference).sum(-1)
+
+
+def wall_mask(smooth: np.ndarray, wall_coloured: np.ndarray) -> np.ndarray:
+    """The smooth, wall-coloured area connected to the picture's border: the wall, if there is one."""
+    count, labels = cv2.connectedComponents((smooth & wall_coloured).astype(np.uint8), connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, border[border > 0])
+
+
+def blobs(mask: np.ndarray) -> list[np.ndarray]:
+    """The large connected parts of `mask` (bool), each as a filled uint8 mask, after cutting thin links."""
+    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    min_area = MIN_AREA * mask.size
+    return [(labels == i).astype(np.uint8) for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+
+
+def fit_quad(blob: np.ndarray) -> np.ndarray:
+    """The quadrilateral (4, 2) float32 clockwise from top-left that the blob's hull is (approximated), or the
+    hull's smallest enclosing rectangle when it is no quadrilateral."""
+    contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+    perimeter = cv2.arcLength(hull, True)
+    for epsilon in (0.01, 0.02, 0.03, 0.05):
+        approx = cv2.approxPolyDP(hull, epsilon * perimeter, True)
+        if len(approx) == 4:
+            return clockwise(approx[:, 0].astype(np.float32))
+    return clockwise(cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float32))
+
+
+def snap_to_edges(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Move each side of `quad` onto the sharpest straight edge near it, the outermost one when several are
+    about as sharp (a frame's outer edge, not its inner one, nor the soft edge of the shadow it casts), then
+    turn it a little onto the edge; the corners are where the new sides meet."""
+    h, w = gx.shape[:2]
+    reach = max(4, round(SNAP * max(h, w)))
+    offsets = np.arange(-reach, reach + 1, dtype=np.float32)
+    turns = np.arange(-TURN, TURN + 1, dtype=np.float32)
+    lines = []
+    for i in range(4):
+        p, q = quad[i], quad[(i + 1) % 4]
+        normal = outward_normal(p, q)
+        parallel = edge_strength(p, q, normal, offsets, offsets, gx, gy)
+        good = parallel >= SHARP * parallel.max()
+        shift = offsets[np.flatnonzero(good)[-1]]
+        turned = edge_strength(p, q, normal, shift + turns[:, None], shift + turns[None, :], gx, gy)
+        d1, d2 = np.unravel_index(np.argmax(turned), turned.shape)
+        a, b = p + (shift + turns[d1]) * normal, q + (shift + turns[d2]) * normal
+        lines.append(np.cross([*a, 1], [*b, 1]))
+    corners = [np.cross(lines[i - 1], lines[i]) for i in range(4)]
+    return np.array([c[:2] / c[2] if abs(c[2]) > 1e-9 else quad[i] for i, c in enumerate(corners)], np.float32)
+
+
+def edge_strength(p: np.ndarray, q: np.ndarray, normal: np.ndarray, start: np.ndarray, end: np.ndarray,
+                  gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """How sharp an edge runs along the segment from p + start * normal to q + end * normal: the mean, over
+    points along it, of the colour gradient across it (the channel that changes most). `start` and `end`
+    broadcast together; the result has their shape."""
+    h, w = gx.shape[:2]
+    along = np.linspace(0.08, 0.92, 32, dtype=np.float32)
+    shift = np.asarray(start)[..., None] * (1 - along) + np.asarray(end)[..., None] * along
+    points = (p + along[:, None] * (q - p)) + shift[..., None] * normal
+    x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
+    y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
+    across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1]))
+    return across.mean(-1)
+
+
+def clockwise(points: np.ndarray) -> np.ndarray:
+    """Four points ordered clockwise (in image coordinates, y down) starting from the top-left one."""
+    centre = points.mean(0)
+    order = np.argsort(np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0]))
+    points = points[order]
+    return np.roll(points, -int(np.argmin(points.sum(1))), axis=0)
+
+
+def border_pixels(image: np.ndarray) -> np.ndarray:
+    """The picture's outermost pixels, in one array."""
+    return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+
+
+def digital_border(lab: np.ndarray, squared_distance: np.ndarray) -> bool:
+    """Is the picture's border one flat colour field, as only a computer makes it (a scan's or a screenshot's
+    margin, an artist's flat border)? A photographed wall always varies a little, except where the camera
+    clipped it to white, which says nothing either way."""
+    unclipped = border_pixels(lab[..., 0]) < CLIPPED
+    return unclipped.mean() > 0.5 and float(np.median(border_pixels(squared_distance)[unclipped])) < FLAT ** 2
+
+
+def border_share(mask: np.ndarray) -> float:
+    """The share of the picture's outermost pixels that are in `mask`."""
+    return float(border_pixels(mask).mean())
+
+
+def clear_of_edges(quad: np.ndarray, shape: tuple) -> bool:
+    """Is `quad` inside the picture with a margin (wall) between it and every edge of the picture?"""
+    h, w = shape[:2]
+    margin = MIN_MARGIN * max(h, w)
+    return bool((quad.min(0) >= margin).all() and (quad.max(0) <= (w - 1 - margin, h - 1 - margin)).all())
+
+
+def scanned_margin(quad: np.ndarray, shape: tuple) -> bool:
+    """Is `quad` the inside of a scan's own margin (a mount, a plate mark, a painted border)? Large, and square to
+    the picture to within UPRIGHT degrees on every side: a phone held by hand is not that square to a painting."""
+    sides = np.roll(quad, -1, axis=0) - quad
+    off = np.degrees(np.arctan2(np.abs(sides).min(1), np.abs(sides).max(1)))  # each side: from level or plumb
+    return bool(off.max() <= UPRIGHT and cv2.contourArea(quad) >= SCAN_AREA * shape[0] * shape[1])
+
+
+def rectangular(quad: np.ndarray) -> bool:
+    """Could `quad` be a rectangle seen from a phone: convex, its corners' angles within MAX_SKEW of a right
+    angle, and opposite sides of similar length?"""
+    if not cv2.isContourConvex(np.round(quad).astype(np.int32)):
+        return False
+    sides = np.roll(quad, -1, axis=0) - quad
+    lengths = np.linalg.norm(sides, axis=1)
+    if lengths.min() < 1 or min(lengths[0] / lengths[2], lengths[2] / lengths[0],
+                                lengths[1] / lengths[3], lengths[3] / lengths[1]) < MIN_SIDE_RATIO:
+        return False
+    cosines = [abs(sides[i - 1] @ sides[i]) / (lengths[i - 1] * lengths[i]) for i in range(4)]
+    return max(cosines) <= np.sin(np.radians(MAX_SKEW))
+
+
+def edge_support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> float:
+    """The weakest side's share of points with a clear edge across it (within a px of the side)."""
+    h, w = gx.shape[:2]
+    along = np.linspace(0.05, 0.95, 48, dtype=np.float32)
+    shares = []
+    for i in range(4):
+        p, q = quad[i], quad[(i + 1) % 4]
+        normal = outward_normal(p, q)
+        points = (p + along[:, None] * (q - p))[None] + np.arange(-1, 2, dtype=np.float32)[:, None, None] * normal
+        x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
+        y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
+        across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1])).max(0)
+        shares.append(float((across > SUPPORT_EDGE).mean()))
+    return min(shares)
+
+
+def looks_hung(quad: np.ndarray, blob: np.ndarray, plain: np.ndarray) -> bool:
+    """Is this quadrilateral a painting on a wall: filled, clearly smaller than the picture, and something plain
+    (smooth or wall-coloured: the wall, or the shadow the painting casts on it) just outside its sides?"""
+    if not filled(quad, blob, MIN_FILL, MAX_AREA):
+        return False
+    return np.mean([plain_beside(quad[i], quad[(i + 1) % 4], plain) for i in range(4)]) >= MEAN_PLAIN
+
+
+def filled(quad: np.ndarray, blob: np.ndarray, fill: float, max_area: float) -> bool:
+    """Does `quad` cover between MIN_AREA and `max_area` of the picture, `fill` of it by `blob`?"""
+    area = cv2.contourArea(quad)
+    if not MIN_AREA * blob.size <= area <= max_area * blob.size:
+        return False
+    inside = np.zeros_like(blob)
+    cv2.fillConvexPoly(inside, np.round(quad).astype(np.int32), 1)
+    return bool((inside & blob).sum() >= fill * inside.sum())
+
+
+def plain_beside(p: np.ndarray, q: np.ndarray, plain: np.ndarray) -> float:
+    """The plain share of a strip just outside the side p -> q of a clockwise quadrilateral (outside the
+    picture counts as not plain)."""
+    h, w = plain.shape
+    along = np.linspace(0.1, 0.9, 24)[:, None]
+    normal = outward_normal(p, q)
+    gap = np.arange(GAP, GAP + max(4, round(RING * max(h, w))))[None, :, None]
+    points = (p + along * (q - p))[:, None, :] + gap * normal
+    x, y = np.round(points[..., 0]).astype(int), np.round(points[..., 1]).astype(int)
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    return float(np.where(inside, plain[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], False).mean())
+
+
+def outward_normal(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The unit normal of side p -> q pointing out of a clockwise (y down) quadrilateral."""
+    t = (q - p) / max(np.linalg.norm(q - p), 1e-6)
+    return np.array([t[1], -t[0]], np.float32)
+
+
+def straighten(picture: Image.Image, corners: np.ndarray, trim_frame: bool = True) -> Image.Image:
+    """The quadrilateral `corners` (TL, TR, BR, BL) of `picture` warped to an upright rectangle at its own aspect
+    ratio (its mean side lengths, so the painting keeps about the resolution it has in the picture). With
+    `trim_frame`, a frame (or mat) seen inside the corners is cut off: the outline of a framed painting is the
+    frame's, but the model should see the canvas."""
+    rgb = np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
+    corners = np.asarray(corners, np.float32)
+    if corners.shape != (4, 2) or abs(cv2.contourArea(corners)) < 1:
+        raise ValueError(f"straighten needs 4 corners (x, y) enclosing an area, not {corners.tolist()}")
+    for _ in range(FRAMES if trim_frame else 0):
+        inner = inside_frame(rgb, corners)
+        if inner is None:
+            break
+        corners = inner
+    return Image.fromarray(warp(rgb, corners, upright_size(corners)))
+
+
+def upright_size(corners: np.ndarray) -> tuple[int, int]:
+    """(width, height) of the upright rectangle for `corners`: the mean lengths of opposite sides."""
+    width = (np.linalg.norm(corners[1] - corners[0]) + np.linalg.norm(corners[2] - corners[3])) / 2
+    height = (np.linalg.norm(corners[3] - corners[0]) + np.linalg.norm(corners[2] - corners[1])) / 2
+    return max(1, round(width)), max(1, round(height))
+
+
+def warp(rgb: np.ndarray, corners: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The quadrilateral `corners` of `rgb` warped onto an upright `size` (width, height) rectangle."""
+    width, height = size
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    matrix = cv2.getPerspectiveTransform(corners, target)
+    return cv2.warpPerspective(rgb, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
+    """The corners of what a frame inside `corners` holds, or None when there is no frame: on each side, a sharp
+    straight edge parallel to it, at most FRAME_WIDTH in and standing out from the edges around it, with a
+    band of one colour between (the frame), plainer than the painting just inside it."""
+    width, height = upright_size(corners)
+    scale = min(1.0, FRAME_SIDE / max(width, height))
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    lab = lab_of(warp(rgb, corners, size))
+    gx, gy = gradients(lab)
+    down, right = strongest(np.abs(gy)), strongest(np.abs(gx))
+    across = {"top": down, "bottom": down[::-1], "left": right.T, "right": right.T[::-1]}
+    colours = {"top": lab, "bottom": lab[::-1], "left": lab.transpose(1, 0, 2), "right": lab.transpose(1, 0, 2)[::-1]}
+    insets = {}
+    for side, strength in across.items():  # rows = depth in from that side, columns = along it
+        depth, length = strength.shape
+        middle = slice(length // 10, length - length // 10)
+        profile = strength[:, middle].mean(1)
+        low, high = max(2, round(0.015 * depth)), max(3, round(FRAME_WIDTH * depth))
+        inset = low + int(np.argmax(profile[low:high]))
+        band = colours[side][1:inset, middle].mean(0)  # the band's colour at each point along the side
+        beside = colours[side][inset + 1:2 * inset + 1, middle].mean(0)  # the same width just inside it
+        plainer = band.std(0).max() <= min(FRAME_STD, beside.std(0).max())
+        if profile[inset] < max(FRAME_EDGE, 2 * np.median(profile[low:high])) or not plainer:
+            return None
+        insets[side] = inset / scale
+    w, h = size[0] / scale, size[1] / scale
+    inner = np.float32([[insets["left"], insets["top"]], [w - insets["right"], insets["top"]],
+                        [w - insets["right"], h - insets["bottom"]], [insets["left"], h - insets["bottom"]]])
+    target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    back = cv2.getPerspectiveTransform(target, corners)
+    return cv2.perspectiveTransform(inner[None], back)[0]
+
+
+def draw_outlines(picture: Image.Image, regions: list[np.ndarray]) -> Image.Image:
+    """`picture` with each region's outline drawn and numbered 1, 2, ... (in the order given)."""
+    rgb = np.array(picture.convert("RGB"))
+    thickness = max(2, round(max(rgb.shape[:2]) / 200))
+    for number, corners in enumerate(regions, start=1):
+        colour = COLOURS[(number - 1) % len(COLOURS)]
+        points = np.round(np.asarray(corners)).astype(np.int32)
+        cv2.polylines(rgb, [points], True, colour, thickness, cv2.LINE_AA)
+        x, y = points.mean(0).astype(int)
+        scale = thickness / 2
+        cv2.putText(rgb, str(number), (int(x), int(y)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness * 3,
+                    cv2.LINE_AA)
+        cv2.putText(rgb, str(number), (int(x), int(y)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness,
+                    cv2.LINE_AA)
+    return Image.fromarray(rgb)
