@@ -81,7 +81,7 @@ def test_corners_are_in_the_original_pictures_pixels():
     assert len(regions) == 1 and np.abs(regions[0] - big).max() <= 10
 
 
-@pytest.mark.parametrize("kind", ["painting", "inner rectangle", "dark border"])
+@pytest.mark.parametrize("kind", ["painting", "inner rectangle", "dark border", "plain sky"])
 def test_a_scan_is_used_whole(kind):
     """A picture that is only the painting, even one with a strong rectangle of its own, is not cut."""
     art = painting(320, 260, seed=3)
@@ -89,6 +89,9 @@ def test_a_scan_is_used_whole(kind):
         art[50:210, 60:260] = painting(200, 160, seed=4) // 6
     if kind == "dark border":  # the artist's own dark border around the picture
         art[:18], art[-18:], art[:, :18], art[:, -18:] = 25, 25, 25, 25
+    if kind == "plain sky":  # a calm sky above a busy shore: smooth like a wall, but on one side only
+        sky = np.linspace(235, 190, 130, dtype=np.float32)[:, None, None] * np.float32([0.8, 0.9, 1.0])
+        art[:130] = np.clip(sky + np.random.default_rng(1).normal(0, 2, (130, 320, 3)), 0, 255)
     assert find_paintings(Image.fromarray(art)) == []
 
 

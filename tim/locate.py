@@ -37,6 +37,7 @@ SNAP = 0.05              # a side moves at most this share of the long side onto
 TURN = 4                 # px (at SNAP_SIDE): how far each end of a side may then move to turn it onto the edge
 SHARP = 0.6              # edges at least this share as sharp as the sharpest near a side count as sharp
 MIN_BORDER_WALL = 0.5    # a photo of a painting shows wall along at least this share of its outermost pixels
+SIDE_WALL = 0.6          # ... and on at least 3 of its 4 edges, on this share of each
 CLIPPED = 250            # Lab lightness (of 255) from which a camera may have clipped a pixel to white
 FLAT = 0.05              # a border this close to one smooth colour field (median Lab distance) is digital:
                          # a scan's or a screenshot's margin, an artist's flat border, never a photographed wall
@@ -74,7 +75,7 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
     squared = wall_colour_distance(lab)
     wall_coloured = squared < WALL_DISTANCE ** 2
     wall = wall_mask(smooth, wall_coloured)
-    if border_share(wall) < MIN_BORDER_WALL or digital_border(lab, squared):
+    if border_share(wall) < MIN_BORDER_WALL or walled_sides(wall) < 3 or digital_border(lab, squared):
         return []
     plain = smooth | wall_coloured
     fine_gradients = None
@@ -238,6 +239,12 @@ def digital_border(lab: np.ndarray, squared_distance: np.ndarray) -> bool:
     clipped it to white, which says nothing either way."""
     unclipped = border_pixels(lab[..., 0]) < CLIPPED
     return unclipped.mean() > 0.5 and float(np.median(border_pixels(squared_distance)[unclipped])) < FLAT ** 2
+
+
+def walled_sides(wall: np.ndarray) -> int:
+    """On how many of the picture's four edges the wall is seen (on at least SIDE_WALL of the edge): a wall is
+    around the painting, a sky or a dark background in a painting is on one side of it."""
+    return sum(float(edge.mean()) >= SIDE_WALL for edge in (wall[0], wall[-1], wall[:, 0], wall[:, -1]))
 
 
 def border_share(mask: np.ndarray) -> float:
