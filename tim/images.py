@@ -29,6 +29,8 @@ MAX_PIXELS = 89_478_485
 DECODE_SCALE = "tim_decode_scale"
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
+# the file suffixes Tim takes from a folder (a file named explicitly is always tried)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 class ImageError(ValueError):

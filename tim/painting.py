@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tim.checkpoint import PAINTING_NAME, CheckpointError
+from tim.images import IMAGE_SUFFIXES
 from tim.openset import OpenSetError, fit_outlier_head, split_artists
 
 # share of the validation paintings that must pass (goal: at most 1% of clean scans rejected)
@@ -89,7 +90,6 @@ def threshold_for(scan_scores: np.ndarray, retention: float = SCAN_RETENTION) ->
 def not_painting_files(folder: str | Path) -> list[tuple[str, str]]:
     """(path, class) for each image of `folder`: the class is the file name's stem up to its first '_'
     (`n01440764_tench.jpg` -> `n01440764`), or the subfolder's name when the images are in subfolders."""
-    from tim.examples import IMAGE_SUFFIXES  # tim.examples reads the catalog: only when a folder is listed
 
     root = Path(folder)
     if not root.is_dir():

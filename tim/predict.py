@@ -36,8 +36,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from tim.examples import IMAGE_SUFFIXES
-from tim.images import ImageError
+from tim.images import IMAGE_SUFFIXES, ImageError
 from tim.plots import display_name
 from tim.predictor import PRECISIONS, Predictor, Preprocessor
 from tim.spreadsheet import safe_row
