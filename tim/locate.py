@@ -20,6 +20,8 @@ Measured by benchmarks/bench_locate.py (real gallery photos with masks, clean sc
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -72,10 +74,14 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
     smooth = cv2.dilate(edge_map(gx, gy).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
     if border_share(smooth) < MIN_BORDER_WALL:  # the wall is smooth: a textured border is the painting's own
         return []
-    squared = wall_colour_distance(lab)
+    coef = wall_colour_field(lab)
+    edges = edge_distances(lab, coef)  # first on the picture's edges alone: most pictures stop here
+    if not may_show_wall(smooth & (edges < WALL_DISTANCE ** 2)) or digital_border(lab, edges):
+        return []
+    squared = wall_colour_distance(lab, coef)
     wall_coloured = squared < WALL_DISTANCE ** 2
     wall = wall_mask(smooth, wall_coloured)
-    if border_share(wall) < MIN_BORDER_WALL or walled_sides(wall) < 3 or digital_border(lab, squared):
+    if not may_show_wall(wall):
         return []
     plain = smooth | wall_coloured
     fine_gradients = None
@@ -84,7 +90,7 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
         rough = fit_quad(blob)
         if not filled(rough, blob, MIN_FILL - 0.1, MAX_AREA + 0.05):  # far off before snapping: no need to snap
             continue
-        fine_gradients = fine_gradients or gradients(lab_of(fine))
+        fine_gradients = fine_gradients or gradients(lab_of(fine), cv2.CV_16S)
         quad = snap_to_edges(rough / factor, *fine_gradients)
         if (clear_of_edges(quad, fine.shape) and rectangular(quad) and not scanned_margin(quad, fine.shape)
                 and edge_support(quad, *fine_gradients) >= MIN_SUPPORT
@@ -109,56 +115,113 @@ def shrunk(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
 
 
 def lab_of(rgb: np.ndarray) -> np.ndarray:
-    """Lightly blurred CIE Lab (OpenCV's 8-bit scaling) as float32."""
-    return cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
+    """Lightly blurred CIE Lab, uint8 (OpenCV's 8-bit scaling)."""
+    return cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2LAB)
 
 
-def gradients(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sobel x and y derivatives of each Lab channel, (h, w, 3) float32 each."""
-    return cv2.Sobel(lab, cv2.CV_32F, 1, 0), cv2.Sobel(lab, cv2.CV_32F, 0, 1)
+def gradients(lab: np.ndarray, depth: int = cv2.CV_32F) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel x and y derivatives of each channel of uint8 `lab`, (h, w, 3) each: float32, or int16 (exact, half
+    the memory) for `depth` cv2.CV_16S."""
+    return cv2.Sobel(lab, depth, 1, 0), cv2.Sobel(lab, depth, 0, 1)
 
 
 def edge_map(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """Where colour changes sharply (the strongest channel's gradient), as a bool mask."""
-    squared = strongest(gx * gx + gy * gy)  # compared squared: no square root over the picture
+    """Where colour changes sharply (the strongest channel's gradient), as a bool mask; gx, gy float32."""
+    squared = cv2.multiply(gx, gx)
+    cv2.accumulateSquare(gy, squared)  # compared squared: no square root over the picture
+    squared = strongest(cv2.split(squared))
     return squared > max(EDGE * EDGE, 16 * float(np.median(squared[::4, ::4])))
 
 
-def strongest(channels: np.ndarray) -> np.ndarray:
-    """The largest of the 3 channels at each pixel (numpy's max over a last axis of 3 is slow)."""
+def strongest(channels: np.ndarray | tuple[np.ndarray, ...]) -> np.ndarray:
+    """The largest of 3 channels (a last axis of 3, or 3 arrays) at each pixel (numpy's max over a
+    last axis of 3 is slow)."""
+    if isinstance(channels, (list, tuple)):
+        return cv2.max(cv2.max(channels[0], channels[1]), channels[2])
     return np.maximum(np.maximum(channels[..., 0], channels[..., 1]), channels[..., 2])
 
 
-def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
-    """How far each pixel's colour is from the wall's, squared (Lab units²), the wall being modelled from the
-    picture's border strip as a smooth (quadratic) colour field, so that light falling unevenly on it stays
-    'wall'. Lightness counts half: a shadow on the wall is still wall-like."""
-    h, w = lab.shape[:2]
-    x = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None]
-    y = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None]
+def wall_colour_field(lab: np.ndarray) -> np.ndarray:
+    """The wall's colour as a smooth (quadratic) field over the picture, fitted to its border strip so that light
+    falling unevenly on the wall stays 'wall': (6, 3) float32 coefficients of 1, x, y, xy, x², y² (x and y from
+    -0.5 to 0.5 across the picture) for each Lab channel."""
+    ys, xs, a = border_samples(*lab.shape[:2])
+    b = lab[ys, xs].astype(np.float32)
+    keep = np.ones(len(a), bool)
+    for _ in range(2):  # fit, then refit on the better-fitting 60% (what is not wall on the border drops out)
+        coef = np.linalg.solve(a[keep].T @ a[keep] + 1e-3 * np.eye(6, dtype=np.float32), a[keep].T @ b[keep])
+        residual = np.linalg.norm(b - a @ coef, axis=1)
+        keep = residual <= np.quantile(residual, 0.6)
+    return coef
+
+
+@functools.lru_cache(maxsize=16)
+def border_samples(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every third pixel (ys, xs) of an (h, w) picture's border strip, and the field's terms there (n, 6)."""
+    x, y = axes(h, w)
     strip = max(2, round(BORDER * max(h, w)))
     border = np.zeros((h, w), bool)
     border[:strip], border[-strip:], border[:, :strip], border[:, -strip:] = True, True, True, True
     ys, xs = np.nonzero(border)
     ys, xs = ys[::3], xs[::3]  # every third border pixel is plenty
     px, py = x[0, xs, 0], y[ys, 0, 0]
-    a = np.stack([np.ones_like(px), px, py, px * py, px * px, py * py], -1)
-    b = lab[ys, xs]
-    keep = np.ones(len(a), bool)
-    for _ in range(2):  # fit, then refit on the better-fitting 60% (what is not wall on the border drops out)
-        coef = np.linalg.solve(a[keep].T @ a[keep] + 1e-3 * np.eye(6, dtype=np.float32), a[keep].T @ b[keep])
-        residual = np.linalg.norm(b - a @ coef, axis=1)
-        keep = residual <= np.quantile(residual, 0.6)
-    field = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * y + coef[4] * x * x + coef[5] * y * y
-    difference = (lab - field) * np.float32([0.5, 1.0, 1.0])
-    return (difference * difference).sum(-1)
+    return read_only(ys, xs, np.stack([np.ones_like(px), px, py, px * py, px * px, py * py], -1))
+
+
+@functools.lru_cache(maxsize=16)
+def axes(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The field's x (1, w, 1) and y (h, 1, 1) coordinates, from -0.5 to 0.5 across the picture."""
+    return read_only(np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None],
+                     np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None])
+
+
+def read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`arrays`, made read-only (they are cached and shared between calls)."""
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
+
+
+def colour_distance(lab: np.ndarray, coef: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """How far colours `lab` (..., 3) at field coordinates x (1, w, 1) and y (h, 1, 1) are from the wall's colour
+    field, squared (Lab units²). Lightness counts half: a shadow on the wall is still wall-like."""
+    rows = coef[0] + coef[2] * y + coef[5] * (y * y)  # the field is separable but for its xy term: few passes
+    difference = lab - rows
+    difference -= coef[1] * x + coef[4] * (x * x)
+    difference -= (coef[3] * y) * x
+    difference *= np.float32([0.5, 1.0, 1.0])
+    return np.einsum("...c,...c->...", difference, difference)
+
+
+def wall_colour_distance(lab: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """`colour_distance` of every pixel, (h, w) float32."""
+    return colour_distance(lab, coef, *axes(*lab.shape[:2]))
+
+
+def edge_distances(lab: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """`colour_distance` on the picture's outermost pixels only (h, w), the same there as `wall_colour_distance`;
+    infinite inside."""
+    h, w = lab.shape[:2]
+    x, y = axes(h, w)
+    squared = np.full((h, w), np.inf, np.float32)
+    squared[[0, -1]] = colour_distance(lab[[0, -1]], coef, x, y[[0, -1]])
+    squared[:, [0, -1]] = colour_distance(lab[:, [0, -1]], coef, x[:, [0, -1]], y)
+    return squared
+
+
+def may_show_wall(wall: np.ndarray) -> bool:
+    """Is `wall` (or anything the wall lies within) seen along enough of the picture's border, and on at least
+    3 of its 4 edges? When not, the picture is the painting."""
+    return border_share(wall) >= MIN_BORDER_WALL and walled_sides(wall) >= 3
 
 
 def wall_mask(smooth: np.ndarray, wall_coloured: np.ndarray) -> np.ndarray:
     """The smooth, wall-coloured area connected to the picture's border: the wall, if there is one."""
     count, labels = cv2.connectedComponents((smooth & wall_coloured).astype(np.uint8), connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return np.isin(labels, border[border > 0])
+    on_border = np.zeros(count, bool)  # a lookup table: label -> is it on the border
+    on_border[labels[0]], on_border[labels[-1]], on_border[labels[:, 0]], on_border[labels[:, -1]] = (True,) * 4
+    on_border[0] = False
+    return on_border[labels]
 
 
 def blobs(mask: np.ndarray) -> list[np.ndarray]:
@@ -373,8 +436,9 @@ def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
     width, height = upright_size(corners)
     scale = min(1.0, FRAME_SIDE / max(width, height))
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
-    lab = lab_of(warp(rgb, corners, size))
-    gx, gy = gradients(lab)
+    lab8 = lab_of(warp(rgb, corners, size))
+    gx, gy = gradients(lab8)
+    lab = lab8.astype(np.float32)
     down, right = strongest(np.abs(gy)), strongest(np.abs(gx))
     across = {"top": down, "bottom": down[::-1], "left": right.T, "right": right.T[::-1]}
     colours = {"top": lab, "bottom": lab[::-1], "left": lab.transpose(1, 0, 2), "right": lab.transpose(1, 0, 2)[::-1]}
