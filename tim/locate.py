@@ -182,30 +182,32 @@ def read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return arrays
 
 
-def colour_distance(lab: np.ndarray, coef: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """How far colours `lab` (..., 3) at field coordinates x (1, w, 1) and y (h, 1, 1) are from the wall's colour
-    field, squared (Lab units²). Lightness counts half: a shadow on the wall is still wall-like."""
-    rows = coef[0] + coef[2] * y + coef[5] * (y * y)  # the field is separable but for its xy term: few passes
-    difference = lab - rows
-    difference -= coef[1] * x + coef[4] * (x * x)
-    difference -= (coef[3] * y) * x
-    difference *= np.float32([0.5, 1.0, 1.0])
-    return np.einsum("...c,...c->...", difference, difference)
+@functools.lru_cache(maxsize=8)
+def field_terms(h: int, w: int) -> np.ndarray:
+    """The field's terms 1, x, y, xy, x², y² at each pixel of an (h, w) picture, (h, w, 6) float32."""
+    x, y = (np.broadcast_to(axis[..., 0], (h, w)) for axis in axes(h, w))
+    return read_only(np.stack([np.ones((h, w), np.float32), x, y, x * y, x * x, y * y], -1))[0]
+
+
+def colour_distance(lab: np.ndarray, terms: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """How far uint8 colours `lab` (h, w, 3) with field terms `terms` (h, w, 6) are from the wall's colour field,
+    squared (Lab units²), (h, w) float32. Lightness counts half: a shadow on the wall is still wall-like."""
+    difference = cv2.subtract(lab, terms @ coef, dtype=cv2.CV_32F)
+    return cv2.transform(cv2.multiply(difference, difference), np.float32([[0.25, 1.0, 1.0]])).reshape(lab.shape[:2])
 
 
 def wall_colour_distance(lab: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """`colour_distance` of every pixel, (h, w) float32."""
-    return colour_distance(lab, coef, *axes(*lab.shape[:2]))
+    return colour_distance(lab, field_terms(*lab.shape[:2]), coef)
 
 
 def edge_distances(lab: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """`colour_distance` on the picture's outermost pixels only (h, w), the same there as `wall_colour_distance`;
+    """`colour_distance` on the picture's outermost pixels only (h, w), as `wall_colour_distance` has it there;
     infinite inside."""
-    h, w = lab.shape[:2]
-    x, y = axes(h, w)
-    squared = np.full((h, w), np.inf, np.float32)
-    squared[[0, -1]] = colour_distance(lab[[0, -1]], coef, x, y[[0, -1]])
-    squared[:, [0, -1]] = colour_distance(lab[:, [0, -1]], coef, x[:, [0, -1]], y)
+    terms = field_terms(*lab.shape[:2])
+    squared = np.full(lab.shape[:2], np.inf, np.float32)
+    squared[[0, -1]] = colour_distance(lab[[0, -1]], terms[[0, -1]], coef)
+    squared[:, [0, -1]] = colour_distance(lab[:, [0, -1]], terms[:, [0, -1]], coef)
     return squared
 
 
@@ -248,39 +250,55 @@ def fit_quad(blob: np.ndarray) -> np.ndarray:
 def snap_to_edges(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """Move each side of `quad` onto the sharpest straight edge near it, the outermost one when several are
     about as sharp (a frame's outer edge, not its inner one, nor the soft edge of the shadow it casts), then
-    turn it a little onto the edge; the corners are where the new sides meet."""
+    turn it a little onto the edge; the corners are where the new sides meet. (All 4 sides at once.)"""
     h, w = gx.shape[:2]
     reach = max(4, round(SNAP * max(h, w)))
     offsets = np.arange(-reach, reach + 1, dtype=np.float32)
     turns = np.arange(-TURN, TURN + 1, dtype=np.float32)
+    p, q = quad, np.roll(quad, -1, axis=0)
+    normals = outward_normals(quad)
+    parallel = edge_strength(p, q, normals, offsets[None], offsets[None], gx, gy)  # (4 sides, offsets)
+    good = parallel >= SHARP * parallel.max(1, keepdims=True)
+    shifts = offsets[len(offsets) - 1 - np.argmax(good[:, ::-1], axis=1)]  # each side's outermost sharp edge
+    turned = edge_strength(p, q, normals, (shifts[:, None] + turns)[:, :, None], (shifts[:, None] + turns)[:, None],
+                           gx, gy)  # (4 sides, turns of its start, turns of its end)
     lines = []
     for i in range(4):
-        p, q = quad[i], quad[(i + 1) % 4]
-        normal = outward_normal(p, q)
-        parallel = edge_strength(p, q, normal, offsets, offsets, gx, gy)
-        good = parallel >= SHARP * parallel.max()
-        shift = offsets[np.flatnonzero(good)[-1]]
-        turned = edge_strength(p, q, normal, shift + turns[:, None], shift + turns[None, :], gx, gy)
-        d1, d2 = np.unravel_index(np.argmax(turned), turned.shape)
-        a, b = p + (shift + turns[d1]) * normal, q + (shift + turns[d2]) * normal
+        d1, d2 = np.unravel_index(np.argmax(turned[i]), turned[i].shape)
+        a, b = p[i] + (shifts[i] + turns[d1]) * normals[i], q[i] + (shifts[i] + turns[d2]) * normals[i]
         lines.append(np.cross([*a, 1], [*b, 1]))
     corners = [np.cross(lines[i - 1], lines[i]) for i in range(4)]
     return np.array([c[:2] / c[2] if abs(c[2]) > 1e-9 else quad[i] for i, c in enumerate(corners)], np.float32)
 
 
-def edge_strength(p: np.ndarray, q: np.ndarray, normal: np.ndarray, start: np.ndarray, end: np.ndarray,
+def edge_strength(p: np.ndarray, q: np.ndarray, normals: np.ndarray, start: np.ndarray, end: np.ndarray,
                   gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """How sharp an edge runs along the segment from p + start * normal to q + end * normal: the mean, over
-    points along it, of the colour gradient across it (the channel that changes most). `start` and `end`
-    broadcast together; the result has their shape."""
-    h, w = gx.shape[:2]
+    """How sharp an edge runs along each segment from p + start * normal to q + end * normal (p, q, normals:
+    (sides, 2)): the mean, over points along it, of the colour gradient across it (the channel that changes
+    most). `start` and `end` (sides, ...) broadcast together; the result has their shape."""
     along = np.linspace(0.08, 0.92, 32, dtype=np.float32)
-    shift = np.asarray(start)[..., None] * (1 - along) + np.asarray(end)[..., None] * along
-    points = (p + along[:, None] * (q - p)) + shift[..., None] * normal
+    shift = np.asarray(start)[..., None] * (1 - along) + np.asarray(end)[..., None] * along  # (sides, ..., 32)
+    per_side = (len(p),) + (1,) * (shift.ndim - 2)
+    base = (p[:, None] + along[:, None] * (q - p)[:, None]).reshape(*per_side, len(along), 2)
+    normal = normals.reshape(*per_side, 1, 2)
+    return gradient_across(base + shift[..., None] * normal, normal, gx, gy).mean(-1)
+
+
+def gradient_across(points: np.ndarray, normal: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """The colour gradient along `normal` (broadcasting with `points`' leading axes) at each of `points` (..., 2),
+    rounded to pixels and clipped to the picture: the channel that changes most."""
+    h, w = gx.shape[:2]
     x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
     y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
-    across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1]))
-    return across.mean(-1)
+    index = y * w + x
+    along_x = np.take(gx.reshape(-1, 3), index, axis=0) * normal[..., :1]
+    along_x += np.take(gy.reshape(-1, 3), index, axis=0) * normal[..., 1:]
+    return strongest(np.abs(along_x))
+
+
+def outward_normals(quad: np.ndarray) -> np.ndarray:
+    """`outward_normal` of each side of a clockwise quadrilateral, (4, 2) float32."""
+    return np.stack([outward_normal(quad[i], quad[(i + 1) % 4]) for i in range(4)])
 
 
 def clockwise(points: np.ndarray) -> np.ndarray:
@@ -346,18 +364,13 @@ def rectangular(quad: np.ndarray) -> bool:
 
 def edge_support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> float:
     """The weakest side's share of points with a clear edge across it (within a px of the side)."""
-    h, w = gx.shape[:2]
     along = np.linspace(0.05, 0.95, 48, dtype=np.float32)
-    shares = []
-    for i in range(4):
-        p, q = quad[i], quad[(i + 1) % 4]
-        normal = outward_normal(p, q)
-        points = (p + along[:, None] * (q - p))[None] + np.arange(-1, 2, dtype=np.float32)[:, None, None] * normal
-        x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
-        y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
-        across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1])).max(0)
-        shares.append(float((across > SUPPORT_EDGE).mean()))
-    return min(shares)
+    p, q = quad, np.roll(quad, -1, axis=0)
+    normals = outward_normals(quad)[:, None, None]  # (side, depth, along, 2)
+    points = (p[:, None] + along[:, None] * (q - p)[:, None])[:, None] + (
+        np.arange(-1, 2, dtype=np.float32)[:, None, None] * normals)
+    across = gradient_across(points, normals, gx, gy).max(1)  # (side, along)
+    return float((across > SUPPORT_EDGE).mean(1).min())
 
 
 def looks_hung(quad: np.ndarray, blob: np.ndarray, plain: np.ndarray) -> bool:
