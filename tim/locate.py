@@ -378,7 +378,7 @@ def looks_hung(quad: np.ndarray, blob: np.ndarray, plain: np.ndarray) -> bool:
     (smooth or wall-coloured: the wall, or the shadow the painting casts on it) just outside its sides?"""
     if not filled(quad, blob, MIN_FILL, MAX_AREA):
         return False
-    return np.mean([plain_beside(quad[i], quad[(i + 1) % 4], plain) for i in range(4)]) >= MEAN_PLAIN
+    return plain_beside(quad, plain).mean() >= MEAN_PLAIN
 
 
 def filled(quad: np.ndarray, blob: np.ndarray, fill: float, max_area: float) -> bool:
@@ -391,17 +391,17 @@ def filled(quad: np.ndarray, blob: np.ndarray, fill: float, max_area: float) -> 
     return bool((inside & blob).sum() >= fill * inside.sum())
 
 
-def plain_beside(p: np.ndarray, q: np.ndarray, plain: np.ndarray) -> float:
-    """The plain share of a strip just outside the side p -> q of a clockwise quadrilateral (outside the
-    picture counts as not plain)."""
+def plain_beside(quad: np.ndarray, plain: np.ndarray) -> np.ndarray:
+    """The plain share of a strip just outside each side of a clockwise quadrilateral, (4,) (outside the picture
+    counts as not plain)."""
     h, w = plain.shape
     along = np.linspace(0.1, 0.9, 24)[:, None]
-    normal = outward_normal(p, q)
+    p, q = quad, np.roll(quad, -1, axis=0)
     gap = np.arange(GAP, GAP + max(4, round(RING * max(h, w))))[None, :, None]
-    points = (p + along * (q - p))[:, None, :] + gap * normal
+    points = (p[:, None] + along * (q - p)[:, None])[:, :, None, :] + gap * outward_normals(quad)[:, None, None]
     x, y = np.round(points[..., 0]).astype(int), np.round(points[..., 1]).astype(int)
     inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    return float(np.where(inside, plain[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], False).mean())
+    return np.where(inside, plain[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], False).mean((1, 2))
 
 
 def outward_normal(p: np.ndarray, q: np.ndarray) -> np.ndarray:
