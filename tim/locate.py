@@ -75,7 +75,7 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
     if border_share(smooth) < MIN_BORDER_WALL:  # the wall is smooth: a textured border is the painting's own
         return []
     coef = wall_colour_field(lab)
-    edges = edge_distances(lab, coef)  # first on the picture's edges alone: most pictures stop here
+    edges = edge_distances(lab, coef)  # the wall is smooth and wall-coloured: first see that on the edges alone
     if not may_show_wall(smooth & (edges < WALL_DISTANCE ** 2)) or digital_border(lab, edges):
         return []
     squared = wall_colour_distance(lab, coef)
@@ -155,38 +155,31 @@ def wall_colour_field(lab: np.ndarray) -> np.ndarray:
     return coef
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)
+def field_terms(h: int, w: int) -> np.ndarray:
+    """The field's terms 1, x, y, xy, x², y² at each pixel of an (h, w) picture (x and y from -0.5 to 0.5 across
+    it), (h, w, 6) float32; cached, read-only."""
+    x = np.broadcast_to(np.linspace(-0.5, 0.5, w, dtype=np.float32), (h, w))
+    y = np.broadcast_to(np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None], (h, w))
+    return frozen(np.stack([np.ones((h, w), np.float32), x, y, x * y, x * x, y * y], -1))
+
+
+@functools.lru_cache(maxsize=8)
 def border_samples(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every third pixel (ys, xs) of an (h, w) picture's border strip, and the field's terms there (n, 6)."""
-    x, y = axes(h, w)
+    """Every third pixel (ys, xs) of an (h, w) picture's border strip, and the field's terms there (n, 6);
+    cached, read-only."""
     strip = max(2, round(BORDER * max(h, w)))
     border = np.zeros((h, w), bool)
     border[:strip], border[-strip:], border[:, :strip], border[:, -strip:] = True, True, True, True
     ys, xs = np.nonzero(border)
     ys, xs = ys[::3], xs[::3]  # every third border pixel is plenty
-    px, py = x[0, xs, 0], y[ys, 0, 0]
-    return read_only(ys, xs, np.stack([np.ones_like(px), px, py, px * py, px * px, py * py], -1))
+    return frozen(ys), frozen(xs), frozen(field_terms(h, w)[ys, xs])
 
 
-@functools.lru_cache(maxsize=16)
-def axes(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """The field's x (1, w, 1) and y (h, 1, 1) coordinates, from -0.5 to 0.5 across the picture."""
-    return read_only(np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None],
-                     np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None])
-
-
-def read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """`arrays`, made read-only (they are cached and shared between calls)."""
-    for array in arrays:
-        array.flags.writeable = False
-    return arrays
-
-
-@functools.lru_cache(maxsize=8)
-def field_terms(h: int, w: int) -> np.ndarray:
-    """The field's terms 1, x, y, xy, x², y² at each pixel of an (h, w) picture, (h, w, 6) float32."""
-    x, y = (np.broadcast_to(axis[..., 0], (h, w)) for axis in axes(h, w))
-    return read_only(np.stack([np.ones((h, w), np.float32), x, y, x * y, x * x, y * y], -1))[0]
+def frozen(array: np.ndarray) -> np.ndarray:
+    """`array`, made read-only (it is cached and shared between calls)."""
+    array.flags.writeable = False
+    return array
 
 
 def colour_distance(lab: np.ndarray, terms: np.ndarray, coef: np.ndarray) -> np.ndarray:
