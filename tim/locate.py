@@ -445,18 +445,17 @@ def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
     lab8 = lab_of(warp(rgb, corners, size))
     gx, gy = gradients(lab8)
     lab = lab8.astype(np.float32)
-    down, right = strongest(np.abs(gy)), strongest(np.abs(gx))
-    across = {"top": down, "bottom": down[::-1], "left": right.T, "right": right.T[::-1]}
     colours = {"top": lab, "bottom": lab[::-1], "left": lab.transpose(1, 0, 2), "right": lab.transpose(1, 0, 2)[::-1]}
     insets = {}
-    for side, strength in across.items():  # rows = depth in from that side, columns = along it
-        depth, length = strength.shape
+    for side, colour in colours.items():  # rows = depth in from that side, columns = along it
+        depth, length = colour.shape[:2]
         middle = slice(length // 10, length - length // 10)
-        profile = strength[:, middle].mean(1)
         low, high = max(2, round(0.015 * depth)), max(3, round(FRAME_WIDTH * depth))
+        strength = edge_band(side, high, gx, gy)  # the gradient across the side, to `high` deep
+        profile = strength[:, middle].mean(1)
         inset = low + int(np.argmax(profile[low:high]))
-        band = colours[side][1:inset, middle].mean(0)  # the band's colour at each point along the side
-        beside = colours[side][inset + 1:2 * inset + 1, middle].mean(0)  # the same width just inside it
+        band = colour[1:inset, middle].mean(0)  # the band's colour at each point along the side
+        beside = colour[inset + 1:2 * inset + 1, middle].mean(0)  # the same width just inside it
         plainer = band.std(0).max() <= min(FRAME_STD, beside.std(0).max())
         if profile[inset] < max(FRAME_EDGE, 2 * np.median(profile[low:high])) or not plainer:
             return None
@@ -467,6 +466,16 @@ def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
     target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     back = cv2.getPerspectiveTransform(target, corners)
     return cv2.perspectiveTransform(inner[None], back)[0]
+
+
+def edge_band(side: str, depth: int, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """The gradient across `side` ("top", "bottom", "left", "right") of a picture, in the band `depth` px deep
+    along it: rows = depth in from that side, columns = along it (the channel that changes most)."""
+    if side in ("top", "bottom"):
+        band = strongest(np.abs(gy[:depth] if side == "top" else gy[-depth:]))
+        return band if side == "top" else band[::-1]
+    band = strongest(np.abs(gx[:, :depth] if side == "left" else gx[:, -depth:]))
+    return band.T if side == "left" else band.T[::-1]
 
 
 def draw_outlines(picture: Image.Image, regions: list[np.ndarray]) -> Image.Image:
