@@ -284,9 +284,9 @@ def gradient_across(points: np.ndarray, normal: np.ndarray, gx: np.ndarray, gy: 
     x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
     y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
     index = y * w + x
-    along_x = np.take(gx.reshape(-1, 3), index, axis=0) * normal[..., :1]
-    along_x += np.take(gy.reshape(-1, 3), index, axis=0) * normal[..., 1:]
-    return strongest(np.abs(along_x))
+    across = np.take(gx.reshape(-1, 3), index, axis=0) * normal[..., :1]
+    across += np.take(gy.reshape(-1, 3), index, axis=0) * normal[..., 1:]
+    return strongest(np.abs(across))
 
 
 def outward_normals(quad: np.ndarray) -> np.ndarray:
