@@ -20,6 +20,8 @@ Measured by benchmarks/bench_locate.py (real gallery photos with masks, clean sc
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -72,10 +74,14 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
     smooth = cv2.dilate(edge_map(gx, gy).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
     if border_share(smooth) < MIN_BORDER_WALL:  # the wall is smooth: a textured border is the painting's own
         return []
-    squared = wall_colour_distance(lab)
+    coef = wall_colour_field(lab)
+    edges = edge_distances(lab, coef)  # the wall is smooth and wall-coloured: first see that on the edges alone
+    if not may_show_wall(smooth & (edges < WALL_DISTANCE ** 2)) or digital_border(lab, edges):
+        return []
+    squared = wall_colour_distance(lab, coef)
     wall_coloured = squared < WALL_DISTANCE ** 2
     wall = wall_mask(smooth, wall_coloured)
-    if border_share(wall) < MIN_BORDER_WALL or walled_sides(wall) < 3 or digital_border(lab, squared):
+    if not may_show_wall(wall):
         return []
     plain = smooth | wall_coloured
     fine_gradients = None
@@ -84,7 +90,7 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
         rough = fit_quad(blob)
         if not filled(rough, blob, MIN_FILL - 0.1, MAX_AREA + 0.05):  # far off before snapping: no need to snap
             continue
-        fine_gradients = fine_gradients or gradients(lab_of(fine))
+        fine_gradients = fine_gradients or gradients(lab_of(fine), cv2.CV_16S)
         quad = snap_to_edges(rough / factor, *fine_gradients)
         if (clear_of_edges(quad, fine.shape) and rectangular(quad) and not scanned_margin(quad, fine.shape)
                 and edge_support(quad, *fine_gradients) >= MIN_SUPPORT
@@ -109,56 +115,108 @@ def shrunk(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
 
 
 def lab_of(rgb: np.ndarray) -> np.ndarray:
-    """Lightly blurred CIE Lab (OpenCV's 8-bit scaling) as float32."""
-    return cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
+    """Lightly blurred CIE Lab, uint8 (OpenCV's 8-bit scaling)."""
+    return cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2LAB)
 
 
-def gradients(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sobel x and y derivatives of each Lab channel, (h, w, 3) float32 each."""
-    return cv2.Sobel(lab, cv2.CV_32F, 1, 0), cv2.Sobel(lab, cv2.CV_32F, 0, 1)
+def gradients(lab: np.ndarray, depth: int = cv2.CV_32F) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel x and y derivatives of each channel of uint8 `lab`, (h, w, 3) each: float32, or int16 (exact, half
+    the memory) for `depth` cv2.CV_16S."""
+    return cv2.Sobel(lab, depth, 1, 0), cv2.Sobel(lab, depth, 0, 1)
 
 
 def edge_map(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """Where colour changes sharply (the strongest channel's gradient), as a bool mask."""
-    squared = strongest(gx * gx + gy * gy)  # compared squared: no square root over the picture
+    """Where colour changes sharply (the strongest channel's gradient), as a bool mask; gx, gy float32."""
+    squared = cv2.multiply(gx, gx)
+    cv2.accumulateSquare(gy, squared)  # compared squared: no square root over the picture
+    squared = strongest(cv2.split(squared))
     return squared > max(EDGE * EDGE, 16 * float(np.median(squared[::4, ::4])))
 
 
-def strongest(channels: np.ndarray) -> np.ndarray:
-    """The largest of the 3 channels at each pixel (numpy's max over a last axis of 3 is slow)."""
+def strongest(channels: np.ndarray | tuple[np.ndarray, ...]) -> np.ndarray:
+    """The largest of 3 channels (a last axis of 3, or 3 arrays) at each pixel (numpy's max over a
+    last axis of 3 is slow)."""
+    if isinstance(channels, (list, tuple)):
+        return cv2.max(cv2.max(channels[0], channels[1]), channels[2])
     return np.maximum(np.maximum(channels[..., 0], channels[..., 1]), channels[..., 2])
 
 
-def wall_colour_distance(lab: np.ndarray) -> np.ndarray:
-    """How far each pixel's colour is from the wall's, squared (Lab units²), the wall being modelled from the
-    picture's border strip as a smooth (quadratic) colour field, so that light falling unevenly on it stays
-    'wall'. Lightness counts half: a shadow on the wall is still wall-like."""
-    h, w = lab.shape[:2]
-    x = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None]
-    y = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None]
-    strip = max(2, round(BORDER * max(h, w)))
-    border = np.zeros((h, w), bool)
-    border[:strip], border[-strip:], border[:, :strip], border[:, -strip:] = True, True, True, True
-    ys, xs = np.nonzero(border)
-    ys, xs = ys[::3], xs[::3]  # every third border pixel is plenty
-    px, py = x[0, xs, 0], y[ys, 0, 0]
-    a = np.stack([np.ones_like(px), px, py, px * py, px * px, py * py], -1)
-    b = lab[ys, xs]
+def wall_colour_field(lab: np.ndarray) -> np.ndarray:
+    """The wall's colour as a smooth (quadratic) field over the picture, fitted to its border strip so that light
+    falling unevenly on the wall stays 'wall': (6, 3) float32 coefficients of 1, x, y, xy, x², y² (x and y from
+    -0.5 to 0.5 across the picture) for each Lab channel."""
+    ys, xs, a = border_samples(*lab.shape[:2])
+    b = lab[ys, xs].astype(np.float32)
     keep = np.ones(len(a), bool)
     for _ in range(2):  # fit, then refit on the better-fitting 60% (what is not wall on the border drops out)
         coef = np.linalg.solve(a[keep].T @ a[keep] + 1e-3 * np.eye(6, dtype=np.float32), a[keep].T @ b[keep])
         residual = np.linalg.norm(b - a @ coef, axis=1)
         keep = residual <= np.quantile(residual, 0.6)
-    field = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * y + coef[4] * x * x + coef[5] * y * y
-    difference = (lab - field) * np.float32([0.5, 1.0, 1.0])
-    return (difference * difference).sum(-1)
+    return coef
+
+
+@functools.lru_cache(maxsize=8)
+def field_terms(h: int, w: int) -> np.ndarray:
+    """The field's terms 1, x, y, xy, x², y² at each pixel of an (h, w) picture (x and y from -0.5 to 0.5 across
+    it), (h, w, 6) float32; cached, read-only."""
+    x = np.broadcast_to(np.linspace(-0.5, 0.5, w, dtype=np.float32), (h, w))
+    y = np.broadcast_to(np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None], (h, w))
+    return frozen(np.stack([np.ones((h, w), np.float32), x, y, x * y, x * x, y * y], -1))
+
+
+@functools.lru_cache(maxsize=8)
+def border_samples(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every third pixel (ys, xs) of an (h, w) picture's border strip, and the field's terms there (n, 6);
+    cached, read-only."""
+    strip = max(2, round(BORDER * max(h, w)))
+    border = np.zeros((h, w), bool)
+    border[:strip], border[-strip:], border[:, :strip], border[:, -strip:] = True, True, True, True
+    ys, xs = np.nonzero(border)
+    ys, xs = ys[::3], xs[::3]  # every third border pixel is plenty
+    return frozen(ys), frozen(xs), frozen(field_terms(h, w)[ys, xs])
+
+
+def frozen(array: np.ndarray) -> np.ndarray:
+    """`array`, made read-only (it is cached and shared between calls)."""
+    array.flags.writeable = False
+    return array
+
+
+def colour_distance(lab: np.ndarray, terms: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """How far uint8 colours `lab` (h, w, 3) with field terms `terms` (h, w, 6) are from the wall's colour field,
+    squared (Lab units²), (h, w) float32. Lightness counts half: a shadow on the wall is still wall-like."""
+    difference = cv2.subtract(lab, terms @ coef, dtype=cv2.CV_32F)
+    return cv2.transform(cv2.multiply(difference, difference), np.float32([[0.25, 1.0, 1.0]])).reshape(lab.shape[:2])
+
+
+def wall_colour_distance(lab: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """`colour_distance` of every pixel, (h, w) float32."""
+    return colour_distance(lab, field_terms(*lab.shape[:2]), coef)
+
+
+def edge_distances(lab: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """`colour_distance` on the picture's outermost pixels only (h, w), as `wall_colour_distance` has it there;
+    infinite inside."""
+    terms = field_terms(*lab.shape[:2])
+    squared = np.full(lab.shape[:2], np.inf, np.float32)
+    squared[[0, -1]] = colour_distance(lab[[0, -1]], terms[[0, -1]], coef)
+    squared[:, [0, -1]] = colour_distance(lab[:, [0, -1]], terms[:, [0, -1]], coef)
+    return squared
+
+
+def may_show_wall(wall: np.ndarray) -> bool:
+    """Is `wall` (or anything the wall lies within) seen along enough of the picture's border, and on at least
+    3 of its 4 edges? When not, the picture is the painting."""
+    return border_share(wall) >= MIN_BORDER_WALL and walled_sides(wall) >= 3
 
 
 def wall_mask(smooth: np.ndarray, wall_coloured: np.ndarray) -> np.ndarray:
     """The smooth, wall-coloured area connected to the picture's border: the wall, if there is one."""
     count, labels = cv2.connectedComponents((smooth & wall_coloured).astype(np.uint8), connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return np.isin(labels, border[border > 0])
+    on_border = np.zeros(count, bool)  # a lookup table: label -> is it on the border
+    on_border[labels[0]], on_border[labels[-1]], on_border[labels[:, 0]], on_border[labels[:, -1]] = (True,) * 4
+    on_border[0] = False
+    return on_border[labels]
 
 
 def blobs(mask: np.ndarray) -> list[np.ndarray]:
@@ -185,39 +243,55 @@ def fit_quad(blob: np.ndarray) -> np.ndarray:
 def snap_to_edges(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """Move each side of `quad` onto the sharpest straight edge near it, the outermost one when several are
     about as sharp (a frame's outer edge, not its inner one, nor the soft edge of the shadow it casts), then
-    turn it a little onto the edge; the corners are where the new sides meet."""
+    turn it a little onto the edge; the corners are where the new sides meet. (All 4 sides at once.)"""
     h, w = gx.shape[:2]
     reach = max(4, round(SNAP * max(h, w)))
     offsets = np.arange(-reach, reach + 1, dtype=np.float32)
     turns = np.arange(-TURN, TURN + 1, dtype=np.float32)
+    p, q = quad, np.roll(quad, -1, axis=0)
+    normals = outward_normals(quad)
+    parallel = edge_strength(p, q, normals, offsets[None], offsets[None], gx, gy)  # (4 sides, offsets)
+    good = parallel >= SHARP * parallel.max(1, keepdims=True)
+    shifts = offsets[len(offsets) - 1 - np.argmax(good[:, ::-1], axis=1)]  # each side's outermost sharp edge
+    turned = edge_strength(p, q, normals, (shifts[:, None] + turns)[:, :, None], (shifts[:, None] + turns)[:, None],
+                           gx, gy)  # (4 sides, turns of its start, turns of its end)
     lines = []
     for i in range(4):
-        p, q = quad[i], quad[(i + 1) % 4]
-        normal = outward_normal(p, q)
-        parallel = edge_strength(p, q, normal, offsets, offsets, gx, gy)
-        good = parallel >= SHARP * parallel.max()
-        shift = offsets[np.flatnonzero(good)[-1]]
-        turned = edge_strength(p, q, normal, shift + turns[:, None], shift + turns[None, :], gx, gy)
-        d1, d2 = np.unravel_index(np.argmax(turned), turned.shape)
-        a, b = p + (shift + turns[d1]) * normal, q + (shift + turns[d2]) * normal
+        d1, d2 = np.unravel_index(np.argmax(turned[i]), turned[i].shape)
+        a, b = p[i] + (shifts[i] + turns[d1]) * normals[i], q[i] + (shifts[i] + turns[d2]) * normals[i]
         lines.append(np.cross([*a, 1], [*b, 1]))
     corners = [np.cross(lines[i - 1], lines[i]) for i in range(4)]
     return np.array([c[:2] / c[2] if abs(c[2]) > 1e-9 else quad[i] for i, c in enumerate(corners)], np.float32)
 
 
-def edge_strength(p: np.ndarray, q: np.ndarray, normal: np.ndarray, start: np.ndarray, end: np.ndarray,
+def edge_strength(p: np.ndarray, q: np.ndarray, normals: np.ndarray, start: np.ndarray, end: np.ndarray,
                   gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """How sharp an edge runs along the segment from p + start * normal to q + end * normal: the mean, over
-    points along it, of the colour gradient across it (the channel that changes most). `start` and `end`
-    broadcast together; the result has their shape."""
-    h, w = gx.shape[:2]
+    """How sharp an edge runs along each segment from p + start * normal to q + end * normal (p, q, normals:
+    (sides, 2)): the mean, over points along it, of the colour gradient across it (the channel that changes
+    most). `start` and `end` (sides, ...) broadcast together; the result has their shape."""
     along = np.linspace(0.08, 0.92, 32, dtype=np.float32)
-    shift = np.asarray(start)[..., None] * (1 - along) + np.asarray(end)[..., None] * along
-    points = (p + along[:, None] * (q - p)) + shift[..., None] * normal
+    shift = np.asarray(start)[..., None] * (1 - along) + np.asarray(end)[..., None] * along  # (sides, ..., 32)
+    per_side = (len(p),) + (1,) * (shift.ndim - 2)
+    base = (p[:, None] + along[:, None] * (q - p)[:, None]).reshape(*per_side, len(along), 2)
+    normal = normals.reshape(*per_side, 1, 2)
+    return gradient_across(base + shift[..., None] * normal, normal, gx, gy).mean(-1)
+
+
+def gradient_across(points: np.ndarray, normal: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """The colour gradient along `normal` (broadcasting with `points`' leading axes) at each of `points` (..., 2),
+    rounded to pixels and clipped to the picture: the channel that changes most."""
+    h, w = gx.shape[:2]
     x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
     y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
-    across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1]))
-    return across.mean(-1)
+    index = y * w + x
+    across = np.take(gx.reshape(-1, 3), index, axis=0) * normal[..., :1]
+    across += np.take(gy.reshape(-1, 3), index, axis=0) * normal[..., 1:]
+    return strongest(np.abs(across))
+
+
+def outward_normals(quad: np.ndarray) -> np.ndarray:
+    """`outward_normal` of each side of a clockwise quadrilateral, (4, 2) float32."""
+    return np.stack([outward_normal(quad[i], quad[(i + 1) % 4]) for i in range(4)])
 
 
 def clockwise(points: np.ndarray) -> np.ndarray:
@@ -283,18 +357,13 @@ def rectangular(quad: np.ndarray) -> bool:
 
 def edge_support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> float:
     """The weakest side's share of points with a clear edge across it (within a px of the side)."""
-    h, w = gx.shape[:2]
     along = np.linspace(0.05, 0.95, 48, dtype=np.float32)
-    shares = []
-    for i in range(4):
-        p, q = quad[i], quad[(i + 1) % 4]
-        normal = outward_normal(p, q)
-        points = (p + along[:, None] * (q - p))[None] + np.arange(-1, 2, dtype=np.float32)[:, None, None] * normal
-        x = np.clip(np.round(points[..., 0]).astype(int), 0, w - 1)
-        y = np.clip(np.round(points[..., 1]).astype(int), 0, h - 1)
-        across = strongest(np.abs(gx[y, x] * normal[0] + gy[y, x] * normal[1])).max(0)
-        shares.append(float((across > SUPPORT_EDGE).mean()))
-    return min(shares)
+    p, q = quad, np.roll(quad, -1, axis=0)
+    normals = outward_normals(quad)[:, None, None]  # (side, depth, along, 2)
+    points = (p[:, None] + along[:, None] * (q - p)[:, None])[:, None] + (
+        np.arange(-1, 2, dtype=np.float32)[:, None, None] * normals)
+    across = gradient_across(points, normals, gx, gy).max(1)  # (side, along)
+    return float((across > SUPPORT_EDGE).mean(1).min())
 
 
 def looks_hung(quad: np.ndarray, blob: np.ndarray, plain: np.ndarray) -> bool:
@@ -302,7 +371,7 @@ def looks_hung(quad: np.ndarray, blob: np.ndarray, plain: np.ndarray) -> bool:
     (smooth or wall-coloured: the wall, or the shadow the painting casts on it) just outside its sides?"""
     if not filled(quad, blob, MIN_FILL, MAX_AREA):
         return False
-    return np.mean([plain_beside(quad[i], quad[(i + 1) % 4], plain) for i in range(4)]) >= MEAN_PLAIN
+    return plain_beside(quad, plain).mean() >= MEAN_PLAIN
 
 
 def filled(quad: np.ndarray, blob: np.ndarray, fill: float, max_area: float) -> bool:
@@ -315,17 +384,17 @@ def filled(quad: np.ndarray, blob: np.ndarray, fill: float, max_area: float) -> 
     return bool((inside & blob).sum() >= fill * inside.sum())
 
 
-def plain_beside(p: np.ndarray, q: np.ndarray, plain: np.ndarray) -> float:
-    """The plain share of a strip just outside the side p -> q of a clockwise quadrilateral (outside the
-    picture counts as not plain)."""
+def plain_beside(quad: np.ndarray, plain: np.ndarray) -> np.ndarray:
+    """The plain share of a strip just outside each side of a clockwise quadrilateral, (4,) (outside the picture
+    counts as not plain)."""
     h, w = plain.shape
     along = np.linspace(0.1, 0.9, 24)[:, None]
-    normal = outward_normal(p, q)
+    p, q = quad, np.roll(quad, -1, axis=0)
     gap = np.arange(GAP, GAP + max(4, round(RING * max(h, w))))[None, :, None]
-    points = (p + along * (q - p))[:, None, :] + gap * normal
+    points = (p[:, None] + along * (q - p)[:, None])[:, :, None, :] + gap * outward_normals(quad)[:, None, None]
     x, y = np.round(points[..., 0]).astype(int), np.round(points[..., 1]).astype(int)
     inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    return float(np.where(inside, plain[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], False).mean())
+    return np.where(inside, plain[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], False).mean((1, 2))
 
 
 def outward_normal(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -373,20 +442,20 @@ def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
     width, height = upright_size(corners)
     scale = min(1.0, FRAME_SIDE / max(width, height))
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
-    lab = lab_of(warp(rgb, corners, size))
-    gx, gy = gradients(lab)
-    down, right = strongest(np.abs(gy)), strongest(np.abs(gx))
-    across = {"top": down, "bottom": down[::-1], "left": right.T, "right": right.T[::-1]}
+    lab8 = lab_of(warp(rgb, corners, size))
+    gx, gy = gradients(lab8)
+    lab = lab8.astype(np.float32)
     colours = {"top": lab, "bottom": lab[::-1], "left": lab.transpose(1, 0, 2), "right": lab.transpose(1, 0, 2)[::-1]}
     insets = {}
-    for side, strength in across.items():  # rows = depth in from that side, columns = along it
-        depth, length = strength.shape
+    for side, colour in colours.items():  # rows = depth in from that side, columns = along it
+        depth, length = colour.shape[:2]
         middle = slice(length // 10, length - length // 10)
-        profile = strength[:, middle].mean(1)
         low, high = max(2, round(0.015 * depth)), max(3, round(FRAME_WIDTH * depth))
+        strength = edge_band(side, high, gx, gy)  # the gradient across the side, to `high` deep
+        profile = strength[:, middle].mean(1)
         inset = low + int(np.argmax(profile[low:high]))
-        band = colours[side][1:inset, middle].mean(0)  # the band's colour at each point along the side
-        beside = colours[side][inset + 1:2 * inset + 1, middle].mean(0)  # the same width just inside it
+        band = colour[1:inset, middle].mean(0)  # the band's colour at each point along the side
+        beside = colour[inset + 1:2 * inset + 1, middle].mean(0)  # the same width just inside it
         plainer = band.std(0).max() <= min(FRAME_STD, beside.std(0).max())
         if profile[inset] < max(FRAME_EDGE, 2 * np.median(profile[low:high])) or not plainer:
             return None
@@ -397,6 +466,16 @@ def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
     target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     back = cv2.getPerspectiveTransform(target, corners)
     return cv2.perspectiveTransform(inner[None], back)[0]
+
+
+def edge_band(side: str, depth: int, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """The gradient across `side` ("top", "bottom", "left", "right") of a picture, in the band `depth` px deep
+    along it: rows = depth in from that side, columns = along it (the channel that changes most)."""
+    if side in ("top", "bottom"):
+        band = strongest(np.abs(gy[:depth] if side == "top" else gy[-depth:]))
+        return band if side == "top" else band[::-1]
+    band = strongest(np.abs(gx[:, :depth] if side == "left" else gx[:, -depth:]))
+    return band.T if side == "left" else band.T[::-1]
 
 
 def draw_outlines(picture: Image.Image, regions: list[np.ndarray]) -> Image.Image:
