@@ -168,22 +168,17 @@ def answer(predictor: Predictor, inputs: list[tuple[str, str]], cams: list[Path]
     paths = [p for p, _ in inputs]
     dataset = ImageFiles(paths, predictor.preprocessor, keep_original=cams is not None, whole=whole)
     rows: list[list[str]] = []
+    width = len(COLUMNS) + (cams is not None)  # an error row's cells, the cam column included
     for batch in decoded_batches(dataset, batch_size, workers, predictor.device):
         pieces = [(i, piece) for i, found, _ in batch if found for piece in found]
         answers: dict[int, list] = {}
         if pieces:
-            tensors = torch.stack([piece.tensor for _, piece in pieces])
-            boxes, found = [piece.box for _, piece in pieces], [piece for _, piece in pieces]
-            if cams is not None:
-                explained = predictor.explain_batch(tensors, boxes, [p.picture for p in found], k, pieces=found)
-                outcomes = [(e.prediction, e) for e in explained]
-            else:
-                outcomes = [(p, None) for p in predictor.to_predictions(predictor.answers(tensors), boxes, k, found)]
+            outcomes = predictor.answer_pieces([piece for _, piece in pieces], k, explain=cams is not None)
             for (i, _), outcome in zip(pieces, outcomes):
-                answers.setdefault(i, []).append(outcome)
+                answers.setdefault(i, []).append((outcome.prediction, outcome) if cams is not None else (outcome, None))
         for i, _, error in batch:
             if error is not None:
-                rows.append([paths[i], "", "", "", error, "", "", "", "", "", ""] + ([""] if cams is not None else []))
+                rows.append([paths[i], "", "", "", error] + [""] * (width - 5))
                 continue
             for prediction, explanation in answers[i]:
                 row = [paths[i], prediction.artist, f"{prediction.confidence:.6f}", top_text(prediction.top), "",

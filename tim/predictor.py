@@ -67,7 +67,7 @@ class Answers:
     probabilities: torch.Tensor
     unknown_score: torch.Tensor
     known: torch.Tensor
-    painting: torch.Tensor | None = None
+    painting: torch.Tensor
     painting_score: torch.Tensor | None = None
 
 
@@ -287,40 +287,18 @@ class Predictor:
     def to_predictions(self, answers: Answers, boxes: list, k: int = 5, pieces: list[Piece] | None = None
                        ) -> list[Prediction]:
         """A Prediction per row of `answers`; with `pieces`, each says which painting of its picture it is."""
-        n = len(boxes)
-        painting = answers.painting if answers.painting is not None else torch.ones(n, dtype=torch.bool)
-        scores = answers.painting_score if answers.painting_score is not None else [None] * n
+        scores = answers.painting_score if answers.painting_score is not None else [None] * len(boxes)
         out = [self.to_prediction(p, box, k, known, score, is_painting, p_score)
                for p, score, known, box, is_painting, p_score
-               in zip(answers.probabilities, answers.unknown_score, answers.known, boxes, painting, scores)]
+               in zip(answers.probabilities, answers.unknown_score, answers.known, boxes, answers.painting, scores)]
         for prediction, piece in zip(out, pieces or []):
             prediction.region, prediction.corners = piece.region, piece.corners
         return out
 
-    def _readable_batches(self, sources: list[ImageSource], batch_size: int, results: list):
-        """Yield (slots, tensor batch, boxes, originals) of the readable sources; record an ImageError for the rest."""
-        for start in range(0, len(sources), batch_size):
-            slots, tensors, boxes, originals = [], [], [], []
-            for i in range(start, min(start + batch_size, len(sources))):
-                try:
-                    x, box, original = self.preprocess(sources[i])
-                except ImageError as e:
-                    results[i] = e
-                    continue
-                slots.append(i)
-                tensors.append(x)
-                boxes.append(box)
-                originals.append(original)
-            if tensors:
-                yield slots, torch.stack(tensors), boxes, originals
-
     def predict(self, sources: list[ImageSource], batch_size: int = 32, k: int = 5) -> list[Prediction | ImageError]:
-        """A Prediction per source, or the ImageError that says why that one could not be read."""
-        results: list[Prediction | ImageError] = [None] * len(sources)  # type: ignore[list-item]
-        for slots, batch, boxes, _ in self._readable_batches(sources, batch_size, results):
-            for i, prediction in zip(slots, self.to_predictions(self.answers(batch), boxes, k)):
-                results[i] = prediction
-        return results
+        """A Prediction per source (the picture whole), or the ImageError that says why that one could not be read."""
+        return [r if isinstance(r, ImageError) else r[0]
+                for r in self.analyse(sources, whole=True, k=k, batch_size=batch_size)]
 
     @property
     def explainer(self):
@@ -362,11 +340,17 @@ class Predictor:
 
     def explain(self, sources: list[ImageSource], k: int = 5, batch_size: int = 8) -> list[Explanation | ImageError]:
         """An Explanation per source (prediction + Grad-CAM on the original), or the ImageError for that one."""
-        results: list[Explanation | ImageError] = [None] * len(sources)  # type: ignore[list-item]
-        for slots, batch, boxes, originals in self._readable_batches(sources, batch_size, results):
-            for i, explanation in zip(slots, self.explain_batch(batch, boxes, originals, k)):
-                results[i] = explanation
-        return results
+        return [r if isinstance(r, ImageError) else r[0]
+                for r in self.analyse(sources, whole=True, explain=True, k=k, batch_size=batch_size)]
+
+    def answer_pieces(self, pieces: list[Piece], k: int = 5, explain: bool = False
+                      ) -> list[Prediction] | list[Explanation]:
+        """A Prediction per piece or, with `explain`, an Explanation (Grad-CAM on the piece's picture): one batch."""
+        batch = torch.stack([p.tensor for p in pieces])
+        boxes = [p.box for p in pieces]
+        if explain:
+            return self.explain_batch(batch, boxes, [p.picture for p in pieces], k, pieces=pieces)
+        return self.to_predictions(self.answers(batch), boxes, k, pieces)
 
     def piece_outputs(self, pictures, whole: bool = False, first_only: bool = False,
                       batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -396,7 +380,7 @@ class Predictor:
         return np.concatenate(logits), np.concatenate(features), np.concatenate(owners)
 
     def _readable_pieces(self, sources: list[ImageSource], batch_size: int, results: list, whole: bool):
-        """Yield (slot per piece, tensor batch, pieces, originals) for about `batch_size` sources at a time."""
+        """Yield (slot per piece, pieces, originals) for about `batch_size` sources at a time."""
         for start in range(0, len(sources), batch_size):
             slots, pieces, originals = [], [], {}
             for i in range(start, min(start + batch_size, len(sources))):
@@ -409,7 +393,7 @@ class Predictor:
                 slots += [i] * len(found)
                 pieces += found
             if pieces:
-                yield slots, torch.stack([p.tensor for p in pieces]), pieces, originals
+                yield slots, pieces, originals
 
     def analyse(self, sources: list[ImageSource], whole: bool = False, explain: bool = False, k: int = 5,
                 batch_size: int = 8) -> list[list[Prediction] | list[Explanation] | ImageError]:
@@ -417,13 +401,8 @@ class Predictor:
         painting, or with `whole`), as Predictions or, with `explain`, Explanations (Grad-CAM on the
         straightened painting, `outlined` = the picture with the paintings found drawn); or its ImageError."""
         results: list = [None] * len(sources)
-        for slots, batch, pieces, originals in self._readable_pieces(sources, batch_size, results, whole):
-            boxes = [p.box for p in pieces]
-            if explain:
-                answers = self.explain_batch(batch, boxes, [p.picture for p in pieces], k, pieces=pieces)
-            else:
-                answers = self.to_predictions(self.answers(batch), boxes, k, pieces)
-            for i, answer in zip(slots, answers):
+        for slots, pieces, originals in self._readable_pieces(sources, batch_size, results, whole):
+            for i, answer in zip(slots, self.answer_pieces(pieces, k, explain)):
                 results[i].append(answer)
             if explain:
                 for i, original in originals.items():
