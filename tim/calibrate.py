@@ -121,23 +121,20 @@ ONLY_PAINTING_TRAIN = 2000
 # style for its figure (validation split): enough to measure a 3% goal, minutes on a 2-core CPU
 PHOTOS_FIT = 600
 PHOTOS_REPORT = 200
-PHOTO_STYLES = ("phone", "oblique")
 
 
 def photo_features(predictor: Predictor, rows, count: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(style, features, owner) of the paintings the Predictor finds in simulated photos of `count` seeded rows
     per style, located and straightened as `analyse` does."""
+    from tim.photos import STYLES  # OpenCV and albumentations only when photos are made
+
     picks = np.random.default_rng(seed).choice(len(rows), min(count, len(rows)), replace=False)
     out = []
-    for style in PHOTO_STYLES:
+    for style in STYLES:
         photos = (p.photo for p in simulated_photos(rows, picks, style, seed))
         _, features, owner = predictor.piece_outputs(photos)
         out.append((style, features, owner))
     return out
-
-
-def per_picture(scores: np.ndarray, owner: np.ndarray) -> list[np.ndarray]:
-    return [scores[owner == i] for i in np.unique(owner)]
 
 
 def fit_painting_decision(predictor: Predictor, prepared, train: dict, val: dict, outliers: dict | None,
@@ -161,8 +158,8 @@ def fit_painting_decision(predictor: Predictor, prepared, train: dict, val: dict
     detector.threshold = painting_threshold(val_scores, retention)
 
     _, held_features, held_owner = predictor.piece_outputs(open_pictures(predictor, [p for p, _ in held_files]))
-    held = rejected_share(per_picture(score(held_features), held_owner), detector.threshold)
-    photo_rejected = {style: rejected_share(per_picture(score(f), owner), detector.threshold)
+    held = rejected_share(score(held_features), held_owner, detector.threshold)
+    photo_rejected = {style: rejected_share(score(f), owner, detector.threshold)
                       for style, f, owner in photo_features(predictor, prepared.splits["validation"],
                                                             PHOTOS_REPORT, seed + 1)}
     scans = float((val_scores < detector.threshold).mean())
@@ -209,13 +206,7 @@ def fit_painting_only(folder: Path, not_paintings: str, data: str | None = None,
     painting = fit_painting_decision(predictor, prepared, train, val, None, not_paintings, fit_fraction, seed,
                                      retention, out)
     if accelerator.is_main_process:
-        tmp = folder.with_name(f".{folder.name}.calibrate-tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(folder, tmp)
-        written = read_config(tmp)
-        written["tim"]["painting"] = painting.save(tmp)
-        (tmp / CONFIG_NAME).write_text(json.dumps(hub_layout(written), indent=2, ensure_ascii=False) + "\n")
-        replace_folder(tmp, folder)
+        write_into_checkpoint(folder, painting=painting)
     accelerator.wait_for_everyone()
     out(f"Wrote tim.painting to {folder / CONFIG_NAME} and {PAINTING_NAME} (calibration and unknown-artist kept)")
     return {"painting": painting.to_config()}
@@ -327,20 +318,22 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
             **({"painting": painting.to_config()} if painting else {})}
 
 
-def write_into_checkpoint(folder: Path, calibration: Calibration, detector: UnknownDetector,
-                          painting: PaintingDetector | None = None) -> None:
+def write_into_checkpoint(folder: Path, calibration: Calibration | None = None,
+                          detector: UnknownDetector | None = None, painting: PaintingDetector | None = None) -> None:
     """A copy of `folder` with the new config blocks and statistics, renamed into place (never half-written).
 
-    Without a new `painting` decision the checkpoint's own (if any) is kept: it reads the model's features,
-    which calibration does not change."""
+    A block not given is kept as the checkpoint has it (a not-a-painting decision reads the model's
+    features, which calibration does not change; --only-painting leaves calibration and unknown-artist)."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.calibrate-tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(folder, tmp)
     config = read_config(tmp)
-    config["tim"]["calibration"] = calibration.to_dict()
-    (tmp / UNKNOWN_NAME).unlink(missing_ok=True)
-    config["tim"]["unknown"] = detector.save(tmp)
+    if calibration is not None:
+        config["tim"]["calibration"] = calibration.to_dict()
+    if detector is not None:
+        (tmp / UNKNOWN_NAME).unlink(missing_ok=True)
+        config["tim"]["unknown"] = detector.save(tmp)
     if painting is not None:
         config["tim"]["painting"] = painting.save(tmp)
     (tmp / CONFIG_NAME).write_text(json.dumps(hub_layout(config), indent=2, ensure_ascii=False) + "\n")
