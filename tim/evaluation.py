@@ -250,18 +250,17 @@ def open_pictures(predictor: Predictor, paths):
         yield predictor.preprocessor.open(path, LOCATE_DRAFT)
 
 
-PHOTO_STYLES = ("phone", "oblique")
-
-
 def photo_report(predictor: Predictor, rows, references: np.ndarray, limit: int, seed: int = 0,
                  chunk: int = 32) -> dict:
     """Accuracy of the split's paintings as simulated photos (each style): whole, located, perfectly cropped;
     and the share of the located photos Tim says are no painting (none of their answers is one)."""
+    from tim.photos import STYLES
+
     picks = np.arange(len(rows))
     if limit and limit < len(rows):
         picks = np.sort(np.random.default_rng(seed).choice(len(rows), limit, replace=False))
     report = {"images": int(len(picks)), "seed": seed}
-    for style in PHOTO_STYLES:
+    for style in STYLES:
         right = {"whole": [], "located": [], "cropped": []}
         rejected, found = [], []
         sims = simulated_photos(rows, picks, style, seed)
@@ -276,7 +275,7 @@ def photo_report(predictor: Predictor, rows, references: np.ndarray, limit: int,
                 right[name].append(logits[first].argmax(1) == truth)
                 if name == "located":
                     ans = predictor.answer(torch.from_numpy(logits), torch.from_numpy(features))
-                    painting = (ans.painting.numpy() if ans.painting is not None else np.ones(len(owner), bool))
+                    painting = ans.painting.numpy()
                     rejected += [not painting[owner == i].any() for i in np.unique(owner)]
                     found += [int(np.sum(owner == i)) for i in np.unique(owner)]
         report[style] = {**{f"accuracy_{k}": float(np.concatenate(v).mean()) for k, v in right.items()},
@@ -298,7 +297,7 @@ def painting_report(predictor: Predictor, answers, not_paintings_dir=None, paint
     def rejected(paths):
         _, features, owner = predictor.piece_outputs(open_pictures(predictor, paths))
         scores = detector.score(torch.from_numpy(features)).numpy()
-        return rejected_share([scores[owner == i] for i in np.unique(owner)], detector.threshold)
+        return rejected_share(scores, owner, detector.threshold)
 
     if not_paintings_dir:
         fitted = set(detector.info.get("fit_classes") or [])
@@ -468,9 +467,11 @@ def painting_summary(rep: dict | None) -> list[str]:
 def photo_summary(rep: dict | None) -> list[str]:
     if not rep:
         return []
+    from tim.photos import STYLES
+
     lines = [f"simulated phone photos of {rep['images']} paintings of this split (seed {rep['seed']}): accuracy",
              f"  {'style':8} {'whole':>6} {'located':>8} {'cropped':>8} {'not a painting':>15} {'found':>6}"]
-    for style in PHOTO_STYLES:
+    for style in STYLES:
         r = rep[style]
         lines.append(f"  {style:8} {r['accuracy_whole']:6.3f} {r['accuracy_located']:8.3f} {r['accuracy_cropped']:8.3f}"
                      f" {r['not_a_painting']:15.1%} {r['paintings_found_mean']:6.2f}")

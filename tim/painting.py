@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from tim.checkpoint import PAINTING_NAME, CheckpointError
+from tim.checkpoint import PAINTING_NAME, CheckpointError, inside
 from tim.images import IMAGE_SUFFIXES
 from tim.openset import OpenSetError, fit_outlier_head, split_artists
 
@@ -59,7 +59,7 @@ class PaintingDetector:
         block = (config.get("tim") or {}).get("painting")
         if not block:
             return None
-        path = Path(folder or ".") / block.get("file", PAINTING_NAME)
+        path = inside(folder or ".", block.get("file", PAINTING_NAME), "tim.painting.file")
         if folder is None or not path.is_file():
             raise CheckpointError(f"{path}: missing; config.json tim.painting needs it (rerun `tim calibrate "
                                   "--not-paintings DIR`, or remove the tim.painting block to answer every picture "
@@ -113,8 +113,10 @@ def split_classes(files: list[tuple[str, str]], fit_fraction: float = 0.5, seed:
     return [f for f in files if f[1] in fit], [f for f in files if f[1] not in fit]
 
 
-def rejected_share(scores_per_picture: list[np.ndarray], threshold: float) -> float:
-    """Share of pictures none of whose answers is a painting (each picture: the scores of its regions)."""
-    if not scores_per_picture:
+def rejected_share(scores: np.ndarray, owner: np.ndarray, threshold: float) -> float:
+    """Share of pictures none of whose answers is a painting: `scores` has one painting score per piece,
+    `owner[j]` the picture piece j came from (Predictor.piece_outputs)."""
+    scores, owner = np.asarray(scores), np.asarray(owner)
+    if len(owner) == 0:
         return float("nan")
-    return float(np.mean([bool((np.asarray(s) < threshold).all()) for s in scores_per_picture]))
+    return float(np.mean([bool((scores[owner == i] < threshold).all()) for i in np.unique(owner)]))
