@@ -34,11 +34,15 @@ GROUPS = {
         "--label-smoothing": ("label_smoothing", float, "cross-entropy label smoothing, from 0 up to 1"),
         "--class-weights": ("class_weights", str, "none, or inverse_sqrt: weight the loss towards rare artists "
                                                   "(for macro-F1)"),
-        "--augment": ("augment", str, "training augmentation: reference or strong (tim/data/transforms.py)"),
+        "--augment": ("augment", str, "training augmentation: reference, strong or photo (tim/data/transforms.py)"),
         "--early-stopping-patience": ("early_stopping_patience", int, "epochs without a better validation "
                                                                       "score before stopping"),
         "--early-stopping-metric": ("early_stopping_metric", str, "validation score that picks the best epoch: "
                                                                   "accuracy or f1_macro"),
+        "--outlier-exposure": ("outlier_exposure", float, "weight of the outlier-exposure loss: the fit parts of "
+                                                          "--unknown and --not-paintings taught as no artist "
+                                                          "(tim/outliers.py; 0 = off)"),
+        "--outlier-batch-size": ("outlier_batch_size", int, "outliers added to each batch with --outlier-exposure"),
         "--seed": ("seed", int, "seed of the model's new head, the shuffling and the augmentation"),
         "--num-workers": ("num_workers", int, "DataLoader worker processes"),
         "--mixed-precision": ("mixed_precision", str, "no, fp16 or bf16 (unset: Accelerate's config)"),
@@ -49,13 +53,15 @@ GROUPS = {
         "--report-to": ("report_to", str, "also log to this tracker, e.g. tensorboard (unset: log.csv only)"),
         "--unknown": ("unknown", str, "paintings of other artists (one folder per artist) for the unknown-artist "
                                       "decision fitted at the end (see tim calibrate)"),
+        "--not-paintings": ("not_paintings", str, "photos that are not paintings, for the not-a-painting decision "
+                                                  "fitted at the end (see tim calibrate)"),
     },
     "Hub": {
         "--hub-model-id": ("hub_model_id", str, "Hub repo USER/NAME for --push-to-hub"),
     },
 }
 FLAGS = {flag: (name, typ) for flags in GROUPS.values() for flag, (name, typ, _) in flags.items()}
-METAVARS = {"--unknown": "DIR", "--hub-model-id": "USER/NAME", "--output-dir": "DIR"}
+METAVARS = {"--unknown": "DIR", "--not-paintings": "DIR", "--hub-model-id": "USER/NAME", "--output-dir": "DIR"}
 # flag -> (Tiers field, help): the learning rate of each tier of the backbone (tim.models.param_groups)
 TIER_FLAGS = {"--lr-early": ("early", "learning rate of the early tier (the stem end of the backbone; 0 freezes it)"),
               "--lr-intermediate": ("intermediate", "learning rate of the rest of the backbone"),

@@ -28,12 +28,13 @@ from tqdm.auto import tqdm
 from tim.atomic import recover_folder, replace_folder, write_text_atomically
 from tim.checkpoint import save_checkpoint
 from tim.data import DataConfig, IndexedSplit, prepare_data, split_datasets
-from tim.data.transforms import AUGMENTATIONS
+from tim.data.transforms import AUGMENTATIONS, TransformedSplit
 from tim.distill import DistillationLoss, teacher_targets
 from tim.errors import ConfigError, RunFolderError
 from tim.images import RESIZE_MODES
 from tim.metrics import compute_metrics
 from tim.models import Tiers, build_model, tier_groups
+from tim.outliers import forever, outlier_images, uniform_loss
 
 LOG_NAME = "log.csv"
 STATE = "state"  # Accelerate's training state, with the log up to the epoch it holds
@@ -70,7 +71,7 @@ class TrainConfig:
     plateau_patience: int = 2
     warmup_epochs: float = 0.0  # cosine only
     label_smoothing: float = 0.0
-    augment: str = "reference"  # reference | strong (tim.data.transforms.train_transform)
+    augment: str = "reference"  # reference | strong | photo (tim.data.transforms.train_transform)
     class_weights: str = "none"  # none | inverse_sqrt (weights the loss towards rare artists, for macro-F1)
     teachers: list[str] = field(default_factory=list)  # checkpoints to distil from (tim.distill)
     distill_weight: float = 0.5  # share of the loss that follows the teachers
@@ -86,6 +87,9 @@ class TrainConfig:
     evaluate_test: bool = True  # evaluate the best checkpoint on the held-out test split at the end
     calibrate: bool = True  # fit calibration + the unknown-artist decision on validation at the end (tim calibrate)
     unknown: str | None = None  # paintings of other artists for the unknown-artist decision (tim calibrate --unknown)
+    not_paintings: str | None = None  # photos that are not paintings, for that decision (tim calibrate --not-paintings)
+    outlier_exposure: float = 0.0  # weight of the loss on the fit parts of unknown + not_paintings (tim.outliers)
+    outlier_batch_size: int = 8  # outliers added to each batch
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
@@ -178,6 +182,15 @@ class TrainConfig:
             raise ConfigError("no data source: pass --data PATH_OR_HUB_ID or set data.source in the config.")
         if self.unknown is not None and not Path(self.unknown).is_dir():
             raise bad("unknown", "a folder of other artists' paintings, one sub-folder per artist")
+        if self.not_paintings is not None and not Path(self.not_paintings).is_dir():
+            raise bad("not_paintings", "a folder of photos that are not paintings")
+        if isinstance(self.outlier_exposure, bool) or not isinstance(self.outlier_exposure, (int, float)) \
+                or self.outlier_exposure < 0:
+            raise bad("outlier_exposure", "a number >= 0 (0 = off)")
+        if self.outlier_exposure and not (self.unknown or self.not_paintings):
+            raise bad("outlier_exposure", "give the outliers too: --unknown DIR and/or --not-paintings DIR")
+        if not isinstance(self.outlier_batch_size, int) or self.outlier_batch_size < 1:
+            raise bad("outlier_batch_size", "a whole number >= 1")
         if not 0 <= self.distill_weight <= 1:
             raise bad("distill_weight", "a number from 0 (labels only) to 1 (teachers only)")
         if not self.distill_temperature > 0:
@@ -250,23 +263,30 @@ def class_weights(split, num_classes: int, kind: str, device=None) -> torch.Tens
     return torch.tensor(weights / weights.mean(), dtype=torch.float32, device=device)
 
 
-def train_one_epoch(model, batches, optimizer, scheduler, criterion, accelerator, cfg: TrainConfig, desc=""):
+def train_one_epoch(model, batches, optimizer, scheduler, criterion, accelerator, cfg: TrainConfig, desc="",
+                    outliers=None):
     """One pass over `batches`; returns ([images, loss sum, correct] summed over ranks, seconds).
 
-    Running sums stay on the device (no `.item()` per step), so a GPU is never
-    made to wait for the host.
+    With `outliers` (endless batches, tim.outliers) each step also shows the model a few of them and adds
+    cfg.outlier_exposure x their loss against the uniform answer. Running sums stay on the device (no `.item()`
+    per step), so a GPU is never made to wait for the host.
     """
     model.train()
     started, steps = time.perf_counter(), 0
     sums = torch.zeros(3, device=accelerator.device, dtype=torch.float64)
     bar = tqdm(batches, desc=desc, disable=not accelerator.is_main_process, leave=False)
     for i, (x, y, *index) in enumerate(bar):  # the row index comes only with --teacher (tim.distill)
+        if outliers is not None:
+            x = torch.cat([x, next(outliers)[0]])
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with accelerator.accumulate(model):
             with accelerator.autocast():
-                logits = model(x)
+                answers = model(x)
+                logits = answers[:len(y)]
                 loss = criterion(logits, y, *index)
+                if outliers is not None:
+                    loss = loss + cfg.outlier_exposure * uniform_loss(answers[len(y):])
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
@@ -357,10 +377,19 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
                        persistent_workers=cfg.num_workers > 0)
     train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > cfg.batch_size, **loader_args)
     val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+    outlier_loader = None
+    if cfg.outlier_exposure:  # the fit parts only: what calibrate and evaluate hold out stays unseen
+        with accelerator.main_process_first():
+            outlier_set = outlier_images(cfg.data, data.artists, cfg.unknown, cfg.not_paintings)
+        outlier_loader = DataLoader(TransformedSplit(outlier_set, train_set.transform), shuffle=True, drop_last=True,
+                                    **{**loader_args, "batch_size": min(cfg.outlier_batch_size, len(outlier_set))})
+        accelerator.print(f"Outlier exposure: {len(outlier_set)} outliers, {cfg.outlier_batch_size} per batch, "
+                          f"weight {cfg.outlier_exposure}")
 
     groups = tier_groups(model, cfg.tiers, cfg.freeze_backbone)
     optimizer = make_optimizer(cfg, groups)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    outliers = forever(accelerator.prepare(outlier_loader)) if outlier_loader is not None else None
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
@@ -397,7 +426,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
         epoch, started = progress.epoch, time.perf_counter()
         totals, train_seconds = train_one_epoch(
             model, train_loader, optimizer, scheduler, criterion, accelerator, cfg,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            desc=f"epoch {epoch + 1}/{cfg.epochs}", outliers=outliers,
         )
         metrics = validate(model, val_loader, accelerator, cfg.channels_last)
         if cfg.scheduler == "plateau":
@@ -439,7 +468,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
         from tim.calibrate import calibrate_checkpoint
 
         calibrate_checkpoint(out / "best", cfg.data.source, cfg.unknown, cache_dir=cfg.data.cache_dir,
-                             batch_size=cfg.batch_size, accelerator=accelerator, out=accelerator.print)
+                             batch_size=cfg.batch_size, accelerator=accelerator, out=accelerator.print,
+                             not_paintings=cfg.not_paintings)
     if cfg.evaluate_test and (out / "best").is_dir():
         from tim.evaluation import evaluate_checkpoint, format_summary
 

@@ -9,14 +9,51 @@ training code uses it, so the tests check exactly what training gets.
 from __future__ import annotations
 
 import datasets
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 
 from tim.data.preprocess import pixels_to_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-AUGMENTATIONS = ("reference", "strong")
+AUGMENTATIONS = ("reference", "strong", "photo")
+PHOTO_SHARE = 0.7  # share of the training paintings "photo" turns into a straightened phone photo
+
+
+class PhotoEffects:
+    """What the locator hands the model for a phone photo (tim.locate, tim.photos), as an albumentations pipeline
+    on a PIL painting: a sliver of frame or wall along some edges (or a little of the painting cut off), the
+    perspective a slightly-off outline leaves, and the phone's own light and faults (tim.photos.camera_effects:
+    colour cast, uneven light, glare, blur, noise, JPEG). Applied to `share` of the pictures.
+
+    albumentations keeps its own random state; each DataLoader worker (and each epoch of a non-persistent one)
+    reseeds it from torch's seed for that worker, so workers differ and a seeded run repeats.
+    """
+
+    def __init__(self, share: float = PHOTO_SHARE):
+        import albumentations as A
+        import cv2
+
+        from tim.photos import FRAME_COLOURS, camera_effects
+
+        walls = [(232, 230, 226), (205, 200, 192), (120, 122, 126)]
+        edges = [A.CropAndPad(percent=(-0.03, 0.07), sample_independently=True, keep_size=True,
+                              fill=tuple(int(c) for c in colour)) for colour in [*FRAME_COLOURS, *walls]]
+        self.pipeline = A.Compose([
+            A.OneOf(edges, p=0.6),
+            A.Perspective(scale=(0.01, 0.04), keep_size=True, border_mode=cv2.BORDER_REPLICATE, p=0.5),
+            camera_effects(),
+        ], p=share)
+        self.seeded_with = None
+
+    def __call__(self, picture: Image.Image) -> Image.Image:
+        seed = torch.initial_seed() % 2**32  # differs per worker and per epoch, follows the run's seed
+        if seed != self.seeded_with:
+            self.pipeline.set_random_seed(seed)
+            self.seeded_with = seed
+        return Image.fromarray(self.pipeline(image=np.asarray(picture.convert("RGB")))["image"])
 
 
 def train_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD, fill=(0, 0, 0), augment: str = "reference",
@@ -27,12 +64,15 @@ def train_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD, fill=(0, 0, 0), augmen
     "strong": the reference plus RandomResizedCrop(scale 0.5-1, back to `size`) before it and
     RandomErasing(p=0.25) after it: the model sees details at new scales and cannot lean on one
     region of a painting (the reference recipe reaches 99% training accuracy on paintings-50).
+    "photo": PhotoEffects (a straightened phone photo of the painting) before the reference.
     `fill` colours the corners a rotation uncovers; pass the pad colour so they
     look like the letterbox bars the model sees everywhere else.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment {augment!r} is not one of {AUGMENTATIONS}")
     crop, erase = [], []
+    if augment == "photo":
+        crop = [PhotoEffects()]
     if augment == "strong":
         if size is None:
             raise ValueError("the strong augmentation crops back to the model's input: pass size")
