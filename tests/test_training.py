@@ -1,5 +1,6 @@
 """Training: learning tiers, that it really learns, multi-process runs, resume, and plain-timm checkpoints."""
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -7,12 +8,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
-from tim.data import DataConfig
+from tim.data import DataConfig, TransformedSplit, eval_transform
+from tim.openset import split_artists
+from tim.outliers import outlier_images
+from tim.painting import not_painting_files, split_classes
+from tim.recipe import load_other_artists, select_artists
 from tim.models import Tiers, build_model, tier_groups
 from tim.training import TrainConfig, train
 
@@ -184,3 +191,60 @@ def test_config_files_parse_and_flags_override_them(tmp_path):
     stretch = config_from_args(build_parser().parse_args(
         ["--config", str(REPO / "configs" / "efficientnet_b0_batch48_stretch.yaml"), "--data", "x"]))
     assert stretch.batch_size == 48 and stretch.data.resize_mode == "stretch"
+
+
+def make_outlier_folders(root: Path) -> tuple[Path, Path]:
+    """Other artists (a folder each, colours none of the known artists paint) and non-painting photos
+    (checkerboards, the class in the file name's stem, as in ImageNet samples)."""
+    rng = np.random.default_rng(1)
+    others = root / "other-artists"
+    for a, colour in enumerate([(128, 128, 128), (0, 200, 200), (200, 0, 200), (250, 250, 250)]):
+        (others / f"Other {a}").mkdir(parents=True)
+        for i in range(8):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 40, (40, 40, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(others / f"Other {a}" / f"{i}.png")
+    photos = root / "not-paintings"
+    photos.mkdir()
+    for c in range(4):
+        for i in range(3):
+            board = (np.indices((40, 40)).sum(0) // (4 + c + i) % 2 * 255).astype(np.uint8)
+            Image.fromarray(np.stack([board] * 3, -1)).save(photos / f"n0000{c}_thing{i}.png")
+    return others, photos
+
+
+def test_outlier_exposure_trains_on_fit_parts_only_and_spreads_their_answers(tmp_path):
+    """--outlier-exposure: the network learns to answer no artist for the fit halves of other artists and
+    non-paintings (lower top probability than the same run without it), still learns the artists, and never
+    sees the halves `tim evaluate --unknown / --not-paintings` report on."""
+    data = make_separable_folder(tmp_path / "paintings")
+    others, photos = make_outlier_folders(tmp_path)
+    cfg = tiny_config(data, tmp_path / "plain", epochs=5, unknown=str(others), not_paintings=str(photos),
+                      calibrate=False, evaluate_test=False)
+    exposed = dataclasses.replace(cfg, output_dir=str(tmp_path / "exposed"), outlier_exposure=1.0,
+                                  outlier_batch_size=4)
+    outliers = outlier_images(cfg.data, sorted(COLOURS), str(others), str(photos))
+
+    config = {"tim": {"data": cfg.data.to_dict(), "preprocessing": {"image_size": 32, "resize_mode": "pad",
+                                                                     "pad_color": [0, 0, 0]}}}
+    images, artists = load_other_artists(str(others), config, sorted(COLOURS))
+    fit, held = split_artists(artists, 0.5, 0)
+    assert fit and held
+    seen = set(outliers["pixels"])
+    assert not seen & set(select_artists(images, artists, held)["pixels"])  # held-out artists never trained on
+    assert set(select_artists(images, artists, fit)["pixels"]) <= seen
+    fit_photos, _ = split_classes(not_painting_files(photos), 0.5, 0)
+    assert 0 < len(fit_photos) < 12 and len(outliers) == 8 * len(fit) + len(fit_photos)
+
+    top = {}
+    for name, run in (("plain", cfg), ("exposed", exposed)):
+        out = train(run)
+        model = timm.create_model(f"local-dir:{out / 'last'}", pretrained=True).eval()
+        norm = timm.data.resolve_data_config(model=model)
+        with torch.no_grad():
+            x = torch.stack([x for x, _ in TransformedSplit(outliers, eval_transform(norm["mean"], norm["std"]))])
+            top[name] = model(x).softmax(-1).amax(-1).mean().item()
+        if name == "exposed":
+            rows = list(csv.DictReader(open(out / "log.csv")))
+            assert max(float(r["val_accuracy"]) for r in rows) >= 0.8
+    assert top["exposed"] < top["plain"] - 0.1, top  # measured: 0.44 vs 0.58
+    assert top["exposed"] < 0.5, top  # 1/3 would be no artist at all

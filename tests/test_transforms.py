@@ -7,6 +7,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
+from tim.data.transforms import PhotoEffects
 from tim.data import (
     DataConfig, TransformedSplit, eval_transform, pixels_to_image, prepare_data, split_datasets, train_transform,
 )
@@ -170,3 +171,40 @@ def test_split_datasets_gives_each_split_its_own_transform(data):
     white = (1 - torch.tensor(MEAN)) / torch.tensor(STD)
     assert any(torch.allclose(sets["train"][0][0][:, 0, 0], white, atol=1e-4) for _ in range(30))
     assert len(sets["test"]) == len(data.splits["test"])
+
+
+def photo_draws(seed: int, count: int = 60, size: int = 64) -> list[np.ndarray]:
+    torch.manual_seed(seed)
+    effects = PhotoEffects(share=1.0)
+    picture = lopsided(7).resize((size, size))
+    return [np.asarray(effects(picture), dtype=np.int16) for _ in range(count)]
+
+
+def test_photo_augmentation_looks_like_a_straightened_phone_photo():
+    """--augment photo: pictures keep their size; some gain a sliver of frame or wall along an edge (a band of one
+    flat colour the painting does not have), nearly all change colour or gain noise; the run's seed repeats them."""
+    plain = np.asarray(lopsided(7).resize((64, 64)), dtype=np.int16)
+    draws = photo_draws(seed=5)
+    assert all(d.shape == plain.shape for d in draws)
+
+    def flat_edge(d):  # the outermost 2 px rows/columns of one side: nearly one colour, unlike the painting's
+        bands = [d[:2], d[-2:], d[:, :2], d[:, -2:]]
+        return any(b.reshape(-1, 3).std(0).max() < 6 and np.abs(b.mean((0, 1)) - plain.mean((0, 1))).max() > 15
+                   for b in bands)
+
+    assert sum(map(flat_edge, draws)) >= 8  # about 13 of 60 (2 without the edge step)
+    changed = [np.abs(d - plain).mean() > 3 for d in draws]
+    assert np.mean(changed) > 0.9
+    again, other = photo_draws(seed=5), photo_draws(seed=6)
+    assert all(np.array_equal(a, b) for a, b in zip(draws, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(draws, other))
+    assert any(isinstance(t, PhotoEffects) for t in train_transform(augment="photo").transforms)
+
+
+def test_photo_augmentation_differs_between_dataloader_workers(data):
+    """albumentations keeps its own random state: forked workers must not all repeat the same draws."""
+    one = data.splits["train"].select([0] * 4)
+    torch.manual_seed(0)
+    split = TransformedSplit(one, v2.Compose([PhotoEffects(share=1.0), v2.PILToTensor()]))
+    batches = [x for x, _ in DataLoader(split, batch_size=2, num_workers=2)]  # worker 0, then worker 1
+    assert not torch.equal(batches[0], batches[1])
