@@ -204,7 +204,7 @@ class Ensemble(torch.nn.Module):
       share their preprocessing and input size);
     - forward_head(pre_logits=True): the members' pooled features joined (what the unknown-artist and
       not-a-painting decisions read); forward_head: log(mean probability), from `get_classifier()`;
-    - `taps`: one Identity per member, on its part of the feature map, where Grad-CAM reads each member's map.
+    Grad-CAM (tim.gradcam) reads each member's part of the joined map (`channels`) and averages the maps.
     """
 
     def __init__(self, members: list[torch.nn.Module]):
@@ -212,8 +212,7 @@ class Ensemble(torch.nn.Module):
         self.members = torch.nn.ModuleList(members)
         self.channels = [int(m.num_features) for m in members]  # timm CNNs: the last map's channels
         self.sizes = [int(getattr(m, "head_hidden_size", m.num_features)) for m in members]  # pooled features
-        self.joined = torch.nn.Identity()  # the joined feature map: Grad-CAM's gate restarts the graph here
-        self.taps = torch.nn.ModuleList(torch.nn.Identity() for _ in members)
+        self.joined = torch.nn.Identity()  # the joined feature map: Grad-CAM's target layer
         self.head = MeanProbability([m.get_classifier() for m in members], self.sizes)
         self.num_classes = int(members[0].num_classes)
         self.num_features = sum(self.sizes)
@@ -224,8 +223,7 @@ class Ensemble(torch.nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False, per_member: bool = False) -> torch.Tensor:
         maps = x.split(self.channels, dim=1)
-        features = torch.cat([m.forward_head(tap(part), pre_logits=True)
-                              for m, tap, part in zip(self.members, self.taps, maps)], dim=1)
+        features = torch.cat([m.forward_head(part, pre_logits=True) for m, part in zip(self.members, maps)], dim=1)
         return features if pre_logits else self.head(features, per_member=per_member)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
