@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from tim.atomic import replace_folder
+from tim.card import write_card
 from tim.checkpoint import (
     COMBINE,
     CONFIG_NAME,
@@ -31,8 +32,12 @@ from tim.checkpoint import (
     hub_layout,
     is_ensemble,
     read_config,
+    save_checkpoint,
     shorten,
 )
+from tim.hub import resolve
+from tim.models import Ensemble
+from tim.validate import validate_checkpoint
 
 # a member's own decisions and copy record: they describe it alone, not the ensemble
 MEMBER_ONLY = ("calibration", "unknown", "painting", "export")
@@ -131,16 +136,25 @@ def write_ensemble(folder: Path, members: list[tuple[Path, dict]], root: dict, w
     (folder / CONFIG_NAME).write_text(json.dumps(root, indent=2, ensure_ascii=False) + "\n")
 
 
+def save_ensemble(model: Ensemble, folder: Path, config: dict, source: Path) -> None:
+    """Write `model` (say, a half-precision copy of the ensemble in `source`) as the ensemble checkpoint `folder`:
+    each member through save_checkpoint with its config from `source`, then the root `config`."""
+    folder.mkdir(parents=True)
+    for member, path in zip(model.members, ensemble_members(source, config)):
+        member_cfg = read_config(path)
+        tim_block = dict(member_cfg["tim"])
+        preprocessing = tim_block.pop("preprocessing")
+        save_checkpoint(member, folder / path.relative_to(source), member_cfg["label_names"], preprocessing,
+                        tim_block)
+    (folder / CONFIG_NAME).write_text(json.dumps(hub_layout(config), indent=2, ensure_ascii=False) + "\n")
+
+
 def build_ensemble(refs: list[str], out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Join checkpoints `refs` (local folders or Hub repos) into the ensemble checkpoint `out`; return `out`.
 
     Each member is validated (tim.validate) and compared with the first; the folder is built under a
     hidden name beside `out` and swapped in whole (tim.atomic), so a refusal or a crash leaves `out` as it was.
     """
-    from tim.card import write_card
-    from tim.hub import resolve
-    from tim.validate import validate_checkpoint
-
     out = Path(out)
     if not 2 <= len(refs) <= MAX_MEMBERS:
         raise EnsembleError(f"an ensemble has 2 to {MAX_MEMBERS} members; got {len(refs)} ({', '.join(refs)}).")
@@ -174,7 +188,9 @@ def folder_size(folder: Path) -> int:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("ensemble", help="join checkpoints trained on the same artists into one checkpoint",
-                       description=__doc__.split("\n\n")[0])
+                       description="Join checkpoints trained on the same artists (same order, preprocessing and "
+                                   "data recipe) into one checkpoint folder that answers with the mean of their "
+                                   "probabilities; then run `tim calibrate` on it.")
     p.add_argument("members", nargs="+", metavar="MEMBER",
                    help=f"member checkpoint folders or Hub repos (2 to {MAX_MEMBERS}), trained on the same artists "
                         "in the same order, with the same preprocessing and data recipe")
