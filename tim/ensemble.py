@@ -60,6 +60,12 @@ def architecture_name(architectures: list[str]) -> str:
     return "ensemble of " + " + ".join(architectures)
 
 
+def source_name(ref: str) -> str:
+    """How the ensemble's config names a member's origin: a Hub repo as given, a run's folder by its last two
+    parts (`photo_a/best`, not a private absolute path and not just `best`)."""
+    return "/".join(Path(ref).parts[-2:]) if Path(ref).exists() else ref
+
+
 def recipe(config: dict) -> dict:
     """The data recipe that decides the artists and the split (tim.data without where the files are)."""
     data = config.get("tim", {}).get("data") or {}
@@ -173,7 +179,7 @@ def build_ensemble(refs: list[str], out: str | os.PathLike, overwrite: bool = Fa
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_ensemble(tmp, list(zip(folders, configs)), root_config(configs, [Path(r).name for r in refs]))
+        write_ensemble(tmp, list(zip(folders, configs)), root_config(configs, [source_name(r) for r in refs]))
         validate_checkpoint(tmp)  # what was written loads back, as every later command will check it
         write_card(tmp)
         replace_folder(tmp, out)
