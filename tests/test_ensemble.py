@@ -160,7 +160,7 @@ def test_the_card_describes_one_model_of_two_members(setup):
     assert "member-1" in card and "member-2" in card
     assert '"epochs": 5' in card or "| epochs | 5 |" in card  # each member's own recipe
     assert "local-dir:" in card  # a member loads with plain timm
-    assert 'pipeline("image-classification"' not in card  # single models only
+    assert "from transformers import pipeline" not in card and "single models only" in card
 
 
 def test_the_catalog_lists_it_once_and_a_push_stages_every_member(setup, tmp_path):
@@ -274,3 +274,30 @@ def test_a_hostile_ensemble_is_refused_with_one_line(case, setup, tmp_path, pict
     assert len(lines) == 1 and lines[0].startswith("error: "), (case, lines)
     assert re.search(message, lines[0]), (case, lines[0])
     assert not out.exists()
+
+
+def test_the_cards_usage_blocks_run_as_written_from_the_hub_cache(tmp_path):
+    """tim predict, Tim's API and the members averaged with plain timm, from a Hub download: the same artist."""
+    from test_card_usage import REPO_ID, code_blocks, put_in_hub_cache, run_block
+
+    from tim.card import write_card
+
+    folders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = timm.create_model("test_efficientnet", num_classes=3)
+        with torch.no_grad():  # a clear winner, so the readers' rounding cannot swap the top two
+            model.classifier.bias.copy_(torch.tensor([0.0, 6.0, 0.0]))
+        folders.append(save_checkpoint(model, tmp_path / f"m{seed}", ARTISTS, PREPROCESSING))
+    pair = tmp_path / "pair"
+    assert tim_main(["ensemble", *map(str, folders), "--out", str(pair)]) == 0
+    card = write_card(pair, repo_id=REPO_ID).read_text()
+    put_in_hub_cache(tmp_path / "hub-cache", pair)
+    work = tmp_path / "work"
+    save(picture(90, 60), work / "painting.jpg")
+    blocks = code_blocks(card)
+    assert [lang for lang, _ in blocks] == ["bash", "python", "python"]
+    outputs = [run_block(lang, code, work) for lang, code in blocks]
+    [row] = list(csv.DictReader((work / "answers.csv").open()))
+    assert row["artist"] == "Green_Garden" and row["error"] == ""
+    assert "artist='Green_Garden'" in outputs[1] and outputs[2].split()[0] == "Green_Garden"

@@ -196,8 +196,10 @@ def inside(folder: str | os.PathLike, name, field: str | None = None, directory:
         raise CheckpointError(f"{said}: must name a {kind} inside the checkpoint folder (no absolute path, no '..').")
     path = folder / relative
     roots = [folder.resolve()]
-    if folder.parent.name == "snapshots":  # huggingface_hub cache: snapshots/<commit>/<name> -> ../../blobs/<hash>
-        roots.append((folder.parent.parent / "blobs").resolve())
+    for snapshot in [folder, *folder.parents][:2]:  # an ensemble's member is one folder deeper in the snapshot
+        if snapshot.parent.name == "snapshots":  # huggingface_hub cache: snapshots/<commit>/<name> -> ../../blobs/<hash>
+            roots.append((snapshot.parent.parent / "blobs").resolve())
+            break
     try:
         target = path.resolve(strict=True)
     except FileNotFoundError:
