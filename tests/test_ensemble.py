@@ -241,6 +241,18 @@ def nested(folder: Path):
     members_are("member-1", "inner")(folder)
 
 
+def vit_member(folder: Path):
+    """member-2 replaced by a checkpoint whose feature map is a sequence (a ViT): nothing to join."""
+    torch.manual_seed(0)
+    save_checkpoint(timm.create_model("test_vit", num_classes=3, img_size=64), folder / "member-2", ARTISTS,
+                    PREPROCESSING)
+    path = folder / "member-2" / "config.json"
+    config, first = json.loads(path.read_text()), read_config(folder / "member-1")
+    config["model_args"] = {"img_size": 64}  # what its weights were made for
+    config["pretrained_cfg"].update(mean=first["pretrained_cfg"]["mean"], std=first["pretrained_cfg"]["std"])
+    path.write_text(json.dumps(config))
+
+
 def linked_member(folder: Path):
     shutil.move(folder / "member-2", folder.parent / "elsewhere")
     (folder / "member-2").symlink_to(folder.parent / "elsewhere")
@@ -254,6 +266,7 @@ HOSTILE = {  # case -> (mutation, what the one error line must say)
     "member twice": (members_are("member-1", "member-1"), r"names a member twice"),
     "members not a list": (members_are(), r"expected a list of 1 to 8 member folder names"),
     "member on other labels": (member_labels, r"member-2/config\.json label_names = .* differs from .*pair/config\.json"),
+    "member a transformer": (vit_member, r"member-2/config\.json: test_vit's last feature map is \(\d+, \d+\) at 64 px"),
     "member an ensemble": (nested, r"inner/config\.json: a member of the ensemble .* is itself an ensemble"),
     "member weights a pickle": (lambda f: (f / "member-2" / "model.safetensors").write_bytes(b"\x80\x04K\x01."),
                                 r"member-2/model\.safetensors: not a safetensors file \(a pickle"),

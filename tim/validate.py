@@ -389,13 +389,23 @@ def check_painting(c: Checkpoint) -> None:
     tensor_file(c, "tim.painting.file", {"mean": (d,), "scale": (d,), "coef": (2, d), "intercept": (2,)})
 
 
+def feature_map_shape(c: Checkpoint, image_size: int) -> tuple:
+    """The shape of one picture's `forward_features` output, from the meta model (no memory, no weights)."""
+    try:
+        with torch.device("meta"):
+            return tuple(c.model.forward_features(torch.empty(1, 3, image_size, image_size)).shape[1:])
+    except Exception as e:  # noqa: BLE001 - an architecture that cannot run at this size says so in its own words
+        raise CheckpointError(f"{c.config_path}: {c.config['architecture']} cannot run at {image_size} px "
+                              f"({type(e).__name__}: {str(e).strip()[:200]}).") from None
+
+
 def check_members(c: Checkpoint) -> None:
     """Each member of an ensemble: a complete single checkpoint inside the folder, on the ensemble's artists
-    (same order), preprocessing and normalisation."""
+    (same order), preprocessing and normalisation, with a convolutional feature map the size of the others'."""
     combine = c.get("tim.ensemble.combine")
     if combine != COMBINE:
         raise c.fail("tim.ensemble.combine", combine, f"{COMBINE!r}")
-    sizes = []
+    sizes, maps = [], []
     for folder in ensemble_members(c.folder, c.config):
         if is_ensemble(read_config(folder)):
             raise CheckpointError(f"{folder / CONFIG_NAME}: a member of the ensemble {c.folder} is itself an "
@@ -407,6 +417,12 @@ def check_members(c: Checkpoint) -> None:
                                       f"{c.config_path} {dotted} {_found(c.get(dotted))}; every member of an "
                                       f"ensemble must have the ensemble's {dotted.rsplit('.', 1)[-1]}.")
         sizes.append(feature_size(member))
+        maps.append(feature_map_shape(member, c.config["tim"]["preprocessing"]["image_size"]))
+        if len(maps[-1]) != 3 or maps[-1][0] != member.model.num_features or maps[-1][1:] != maps[0][1:]:
+            raise CheckpointError(f"{member.config_path}: {member.config['architecture']}'s last feature map is "
+                                  f"{_shape_text(maps[-1])} at {c.config['tim']['preprocessing']['image_size']} px, "
+                                  f"the first member's {_shape_text(maps[0])}; an ensemble joins convolutional "
+                                  "feature maps (num_features channels) of one size.")
     c.features = sum(sizes)
 
 
