@@ -125,6 +125,10 @@ def test_gradcam_is_the_average_of_the_members_maps_for_the_ensembles_class(setu
     logits, _, cams = predictor.explainer(x)
     assert np.allclose(cams, scale_cam_image(np.mean(maps, axis=0)), atol=1e-4)
     assert torch.equal(logits.argmax(1), top)
+    with torch.no_grad():  # from the feature map the engine returns: the same map, only the heads run here
+        feature_map = predictor.model.forward_features(x)
+    assert predictor.explainer.reads_features
+    assert np.allclose(predictor.explainer(x, feature_map)[2], cams, atol=1e-5)
 
 
 def test_calibrate_evaluate_and_export_treat_it_whole(setup, tmp_path, pictures):

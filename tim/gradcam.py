@@ -116,13 +116,14 @@ class _PerMember(torch.nn.Module):
 class _Head(torch.nn.Module):
     """A timm model entered at its last feature map: forward_head, after a tap the library hooks."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, per_member: bool = False):
         super().__init__()
         self.tap = torch.nn.Identity()
         self.model = model
+        self.per_member = per_member  # an ensemble: its members' raw logits (what `_ensemble_top_class` reads)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.model, Ensemble):
+        if self.per_member:
             return self.model.forward_head(self.tap(feature_map), per_member=True)
         return self.model.forward_head(self.tap(feature_map))
 
@@ -226,7 +227,7 @@ class CamExplainer:
             return self._run(self._cam, batch)
         with self._lock:
             if self._head is None:
-                head = _Head(self.model)
+                head = _Head(self.model, self.ensemble)
                 self._head = _GradCamAtSize(head, [head.tap], self.image_size, self._members())
         param = next(self.model.parameters())
         return self._run(self._head, feature_map.detach().to(param.device, torch.float32).requires_grad_())
