@@ -318,3 +318,21 @@ def test_the_cards_usage_blocks_run_as_written_from_the_hub_cache(tmp_path):
     [row] = list(csv.DictReader((work / "answers.csv").open()))
     assert row["artist"] == "Green_Garden" and row["error"] == ""
     assert "artist='Green_Garden'" in outputs[1] and outputs[2].split()[0] == "Green_Garden"
+
+
+def test_the_app_offers_it_once_and_answers_with_it_as_the_bundled_default(setup, tmp_path, pictures, monkeypatch):
+    import tim.catalog
+    from tim.app import TimApp
+    from tim.catalog import ModelCatalog, default_model
+
+    bundled = tmp_path / "bundled"
+    shutil.copytree(setup[3], bundled / "pair")
+    monkeypatch.setattr(tim.catalog, "BUNDLED_DIR", bundled)
+    assert default_model() == str(bundled / "pair")
+    catalog = ModelCatalog.discover(None, [])
+    assert list(catalog.entries) == ["bundled:pair"]
+    [(label, _)] = catalog.choices()
+    assert label.startswith("pair (bundled) · ensemble of 2 test_efficientnet · 3 artists")
+    status, results = TimApp(catalog).analyze("bundled:pair", pictures[:2])
+    assert "Analysed 2 of 2" in status, status
+    assert all(r.explanation is not None and r.explanation.prediction.artist in ARTISTS for r in results)
