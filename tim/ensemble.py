@@ -130,14 +130,14 @@ def root_config(configs: list[dict], sources: list[str]) -> dict:
     })
 
 
-def write_ensemble(folder: Path, members: list[tuple[Path, dict]], root: dict, weights: list[Path] | None = None,
-                   ) -> None:
-    """Write the ensemble layout into the new folder `folder`: each member's config and weights, then the root."""
+def write_ensemble(folder: Path, members: list[tuple[Path, dict]], root: dict) -> None:
+    """Write the ensemble layout into the new folder `folder`: each member's weights (copied as they are) and
+    config, then the root config."""
     folder.mkdir(parents=True)
     for i, (source, config) in enumerate(members):
         inside = folder / member_name(i)
         inside.mkdir()
-        shutil.copy2(weights[i] if weights else source / WEIGHTS_NAME, inside / WEIGHTS_NAME)
+        shutil.copy2(source / WEIGHTS_NAME, inside / WEIGHTS_NAME)
         (inside / CONFIG_NAME).write_text(json.dumps(member_config(config), indent=2, ensure_ascii=False) + "\n")
     (folder / CONFIG_NAME).write_text(json.dumps(root, indent=2, ensure_ascii=False) + "\n")
 
