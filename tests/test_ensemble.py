@@ -257,6 +257,15 @@ def vit_member(folder: Path):
     path.write_text(json.dumps(config))
 
 
+def one_members_statistics(folder: Path):
+    """Unknown-artist statistics of one member's 256 features, not of the ensemble's 512 joined ones."""
+    from safetensors.torch import save_file
+
+    save_file({"class_means": torch.zeros(3, 256), "precision": torch.eye(256)}, str(folder / "unknown.safetensors"))
+    edit_root(lambda c: c["tim"].update(unknown={"score": "mahalanobis", "threshold": 1.0,
+                                                 "file": "unknown.safetensors"}))(folder)
+
+
 def linked_member(folder: Path):
     shutil.move(folder / "member-2", folder.parent / "elsewhere")
     (folder / "member-2").symlink_to(folder.parent / "elsewhere")
@@ -274,6 +283,9 @@ HOSTILE = {  # case -> (mutation, what the one error line must say)
     "member an ensemble": (nested, r"inner/config\.json: a member of the ensemble .* is itself an ensemble"),
     "member weights a pickle": (lambda f: (f / "member-2" / "model.safetensors").write_bytes(b"\x80\x04K\x01."),
                                 r"member-2/model\.safetensors: not a safetensors file \(a pickle"),
+    "unknown statistics of one member": (one_members_statistics,
+                                         r"unknown\.safetensors: tensor 'class_means' has shape \(3, 256\); expected "
+                                         r"\(3, 512\)"),
     "combine unknown": (edit_root(lambda c: c["tim"]["ensemble"].update(combine="vote")),
                         r"tim\.ensemble\.combine = \"vote\": expected 'mean-probability'"),
 }
