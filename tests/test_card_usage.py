@@ -30,12 +30,12 @@ def code_blocks(card: str) -> list[tuple[str, str]]:
 def put_in_hub_cache(cache: Path, folder: Path, commit: str = "c" * 40) -> None:
     """The checkpoint's files laid out as huggingface_hub caches a download, so `REPO_ID` resolves offline."""
     repo_dir = cache / ("models--" + REPO_ID.replace("/", "--"))
-    for path in sorted(folder.iterdir()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):  # an ensemble's member folders too
         data = path.read_bytes()
         blob = repo_dir / "blobs" / hashlib.sha256(data).hexdigest()
         blob.parent.mkdir(parents=True, exist_ok=True)
         blob.write_bytes(data)
-        link = repo_dir / "snapshots" / commit / path.name
+        link = repo_dir / "snapshots" / commit / path.relative_to(folder)
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))
     (repo_dir / "refs").mkdir()

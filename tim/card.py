@@ -6,6 +6,10 @@ CHECKPOINT/eval_results.json (test metrics with bootstrap intervals, per-artist
 scores) and confusion_matrix.png. Nothing is typed by hand, so the card cannot
 drift from the weights it describes. The test metrics also go into the card's
 `model-index` metadata, which the Hub shows as evaluation results.
+
+An ensemble (tim/ensemble.py) gets one card: the whole is described as one model, each member's
+origin and training recipe under Training, and "How to use" loads the members with plain timm
+(the transformers pipeline reads single models only).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from tim.checkpoint import (
     RELIABILITY_NAME,
     UNKNOWN_HISTOGRAM_NAME,
     CheckpointError,
+    ensemble_members,
     read_config,
 )
 from tim.plots import display_name
@@ -91,8 +96,8 @@ def build_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCa
         _artists_section(config),
         _data_section(data, dataset_id, dataset_label, results),
         _preprocessing_section(config),
-        _training_section(tim_block.get("train")),
-        _usage_section(config, repo, repo_id is None),
+        _members_section(folder, config) if tim_block.get("ensemble") else _training_section(tim_block.get("train")),
+        (_ensemble_usage_section if tim_block.get("ensemble") else _usage_section)(config, repo, repo_id is None),
         _limits_section(config),
     ]
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
@@ -163,6 +168,15 @@ def _split_recipe(data: dict) -> dict:
 
 def _summary(config: dict) -> str:
     arch = config["architecture"]
+    ensemble = config["tim"].get("ensemble")
+    if ensemble:
+        return (
+            f"Recognises which of {config['num_classes']} artists painted a picture. An {arch}: "
+            f"{len(ensemble['members'])} fine-tuned [timm](https://github.com/huggingface/pytorch-image-models) "
+            "models trained on the same artists and data, answering as one model with the mean of their "
+            "probabilities (one calibration, one unknown-artist and one not-a-painting decision for the whole). "
+            "Trained with Tim, an open-source painting-artist classifier. This card was generated from the checkpoint."
+        )
     return (
         f"Recognises which of {config['num_classes']} artists painted a picture. A fine-tuned "
         f"[timm](https://github.com/huggingface/pytorch-image-models) `{arch}`, trained with Tim, an open-source "
@@ -363,6 +377,75 @@ def _training_section(train: dict | None) -> str:
         return "## Training\n\nThe training recipe was not recorded in this checkpoint."
     rows = [f"| {k} | {json.dumps(v) if isinstance(v, (dict, list, tuple)) else v} |" for k, v in train.items()]
     return "## Training\n\n| setting | value |\n|---|---|\n" + "\n".join(rows)
+
+
+def _members_section(folder: Path, config: dict) -> str:
+    """An ensemble's training: each member's origin, epochs, recipe and own validation numbers."""
+    ensemble = config["tim"]["ensemble"]
+    sources = ensemble.get("sources") or []
+    lines = ["## Training", "", f"{len(ensemble['members'])} members, each trained on its own (same data and split), "
+             f"combined by `{ensemble.get('combine')}`; each member folder is a checkpoint in timm's layout."]
+    for i, path in enumerate(ensemble_members(folder, config)):
+        member = read_config(path)["tim"]
+        origin = f" (from `{sources[i]}`)" if i < len(sources) else ""
+        lines += ["", f"### {path.name}{origin}: `{read_config(path).get('architecture')}`", ""]
+        if member.get("epoch") is not None:
+            lines.append(f"Kept after epoch {member['epoch']}."
+                         + "".join(f" Its own {k.replace('_', ' ')}: {v:.3f}." for k, v in
+                                   (member.get("validation") or {}).items() if isinstance(v, (int, float))))
+            lines.append("")
+        lines.append(_training_section(member.get("train")).split("\n\n", 1)[1])
+    return "\n".join(lines)
+
+
+def _ensemble_usage_section(config: dict, repo: str, placeholder: bool) -> str:
+    """Tim's command and API, and the members averaged with plain timm (transformers reads single models only)."""
+    pre = config["tim"]["preprocessing"]
+    members = config["tim"]["ensemble"]["members"]
+    size, pad = pre["image_size"], tuple(pre.get("pad_color", (0, 0, 0)))
+    imports, square = "from PIL import Image", ""
+    if pre["resize_mode"] == "pad":
+        imports = "from PIL import Image, ImageOps"
+        square = (f"\nimage = ImageOps.pad(image, ({size}, {size}), method=Image.Resampling.BICUBIC, color={pad})"
+                  "  # Tim's letterbox colour")
+    note = f"\n\nReplace `{PLACEHOLDER_REPO}` with the repository this checkpoint is pushed to." if placeholder else ""
+    return f"""## How to use
+
+With Tim's command (a CSV of the artist, its confidence and the top 5, for files and folders; see Tim's README),
+or its Python API, which load the ensemble as one model:
+
+```bash
+tim predict painting.jpg --model {repo} --out answers.csv
+```
+
+```python
+from tim.predictor import Predictor
+
+print(Predictor.load("{repo}").predict(["painting.jpg"])[0])
+```
+
+With timm alone: each member ({", ".join(f"`{m}/`" for m in members)}) is a timm checkpoint of its own; the
+ensemble's answer is the mean of their probabilities (before Tim's calibration):
+
+```python
+import timm, torch
+from huggingface_hub import snapshot_download
+{imports}
+
+folder = snapshot_download("{repo}")
+members = [timm.create_model(f"local-dir:{{folder}}/{{name}}", pretrained=True).eval() for name in {members!r}]
+transform = timm.data.create_transform(**timm.data.resolve_data_config(model=members[0]))
+image = Image.open("painting.jpg").convert("RGB"){square}
+with torch.inference_mode():
+    probs = torch.stack([m(transform(image).unsqueeze(0)).softmax(-1)[0] for m in members]).mean(0)
+print(members[0].pretrained_cfg["label_names"][int(probs.argmax())], float(probs.max()))
+```
+
+🤗 transformers' `pipeline("image-classification")` loads single models only, not this ensemble (it could load
+one member's folder, which is not the ensemble's answer).
+
+Tim also turns pictures upright by their EXIF rotation, reads odd image modes, and says when a painting is by
+none of the artists it knows (`known`, once calibrated); plain timm gives the closest artist only.{note}"""
 
 
 def _usage_section(config: dict, repo: str, placeholder: bool) -> str:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tim.checkpoint import CONFIG_NAME, EVAL_RESULTS_NAME, WEIGHTS_NAME, CheckpointError
+from tim.checkpoint import CONFIG_NAME, EVAL_RESULTS_NAME, WEIGHTS_NAME, CheckpointError, has_model
 from tim.markup import markdown_text as _md
 from tim.validate import validate_checkpoint
 
@@ -22,11 +22,12 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
 
 def checkpoint_folders(root: str | os.PathLike) -> list[Path]:
-    """Direct subfolders of `root` that look like Tim checkpoints (config.json + model.safetensors), sorted by name."""
+    """Direct subfolders of `root` that look like Tim checkpoints (config.json + model.safetensors, or an ensemble's
+    config.json: its members are inside it and it is listed once), sorted by name."""
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file())
+    return sorted(p for p in root.iterdir() if p.is_dir() and has_model(p))
 
 
 def bundled_checkpoints() -> list[Path]:

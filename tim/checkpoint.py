@@ -10,6 +10,18 @@
 `pipeline("image-classification", model=CHECKPOINT)` load it with no Tim code
 (see `hub_layout`). The "tim" block is the single source of truth that keeps
 serving and evaluation identical to training.
+
+An ensemble (`tim ensemble`, tim/ensemble.py) is one checkpoint folder whose members are checkpoints inside it:
+
+    ENSEMBLE/
+      config.json        label_names, num_classes, pretrained_cfg and the "tim" block (preprocessing, data recipe,
+                         calibration, unknown, painting, metrics) for the whole, and
+                         tim.ensemble = {"members": ["member-1", "member-2"], "combine": "mean-probability"}
+      member-1/          a checkpoint as above (each loads alone with `timm.create_model("local-dir:ENSEMBLE/member-1")`)
+      member-2/
+      unknown.safetensors, painting.safetensors, README.md   one decision and one card for the whole
+
+`load_checkpoint` returns a `tim.models.Ensemble` for it: the mean of the members' probabilities.
 """
 from __future__ import annotations
 
@@ -24,6 +36,7 @@ import torch
 
 from tim.atomic import recover_folder, replace_folder, write_text_atomically  # noqa: F401 - part of this module's API
 from tim.errors import UserError
+from tim.models import Ensemble
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -42,6 +55,9 @@ PAINTING_NAME = "painting.safetensors"
 # Tim's square (tim.images.square) as timm's eval transform says it: crop_pct 1.0 keeps the whole picture;
 # `squash` resizes to the square like `stretch`, `border` letterboxes like `pad` (timm fills with the mean colour).
 CROP_MODES = {"stretch": "squash", "pad": "border"}
+# an ensemble: config.json tim.ensemble names its member folders; their probabilities are averaged
+COMBINE = "mean-probability"
+MAX_MEMBERS = 8
 
 
 class CheckpointError(UserError):
@@ -162,8 +178,9 @@ def shorten(value, most: int = 60) -> str:
     return text if len(text) <= most else text[:most] + "..."
 
 
-def inside(folder: str | os.PathLike, name, field: str | None = None) -> Path:
+def inside(folder: str | os.PathLike, name, field: str | None = None, directory: bool = False) -> Path:
     """The file `name` (as written in config.json's `field`, or a fixed name) inside `folder`; else CheckpointError.
+    With `directory`, a folder inside `folder` (an ensemble's member).
 
     A checkpoint may come from anyone: a name that is absolute, climbs out with `..`, or is a symlink
     whose target lies outside the folder is refused before it is opened. In a Hugging Face cache
@@ -171,15 +188,18 @@ def inside(folder: str | os.PathLike, name, field: str | None = None) -> Path:
     """
     folder = Path(folder)
     said = f"{folder / CONFIG_NAME} {field} = {shorten(name)}" if field else f"{folder / str(name)}"
+    kind = "folder" if directory else "file"
     if not isinstance(name, str) or not name:
-        raise CheckpointError(f"{said}: expected a file name inside the checkpoint folder.")
+        raise CheckpointError(f"{said}: expected a {kind} name inside the checkpoint folder.")
     relative = Path(name)
-    if relative.is_absolute() or ".." in relative.parts or "\\" in name:
-        raise CheckpointError(f"{said}: must name a file inside the checkpoint folder (no absolute path, no '..').")
+    if relative.is_absolute() or ".." in relative.parts or "\\" in name or relative == Path("."):
+        raise CheckpointError(f"{said}: must name a {kind} inside the checkpoint folder (no absolute path, no '..').")
     path = folder / relative
     roots = [folder.resolve()]
-    if folder.parent.name == "snapshots":  # huggingface_hub cache: snapshots/<commit>/<name> -> ../../blobs/<hash>
-        roots.append((folder.parent.parent / "blobs").resolve())
+    for snapshot in [folder, *folder.parents][:2]:  # an ensemble's member is one folder deeper in the snapshot
+        if snapshot.parent.name == "snapshots":  # huggingface_hub cache: snapshots/<commit>/<name> -> ../../blobs/<hash>
+            roots.append((snapshot.parent.parent / "blobs").resolve())
+            break
     try:
         target = path.resolve(strict=True)
     except FileNotFoundError:
@@ -189,7 +209,9 @@ def inside(folder: str | os.PathLike, name, field: str | None = None) -> Path:
     if not any(target.is_relative_to(root) for root in roots):
         raise CheckpointError(f"{said}: is a link to {target}, outside the checkpoint folder; "
                               "a checkpoint may only use its own files.")
-    if not target.is_file():
+    if directory and not target.is_dir():
+        raise CheckpointError(f"{said}: {path} is not a folder.")
+    if not directory and not target.is_file():
         raise CheckpointError(f"{said}: {path} is not a regular file.")
     return path
 
@@ -210,12 +232,52 @@ def check_weights(folder: str | os.PathLike) -> Path:
     raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}.")
 
 
+def ensemble_members(folder: str | os.PathLike, config: dict) -> list[Path]:
+    """The member folders of an ensemble checkpoint (config.json tim.ensemble.members), each inside `folder`;
+    [] for a single model. Only the names are checked here; tim.validate checks each member fully."""
+    block = config.get("tim", {}).get("ensemble") if isinstance(config.get("tim"), dict) else None
+    if block in (None, {}):
+        return []
+    names = block.get("members") if isinstance(block, dict) else None
+    where = f"{Path(folder) / CONFIG_NAME} tim.ensemble.members"
+    if not isinstance(names, list) or not 1 <= len(names) <= MAX_MEMBERS:
+        raise CheckpointError(f"{where} = {shorten(names)}: expected a list of 1 to {MAX_MEMBERS} member folder "
+                              "names inside the ensemble's folder.")
+    if len(set(map(str, names))) != len(names):
+        raise CheckpointError(f"{where} = {shorten(names)}: names a member twice; expected each member once.")
+    return [inside(folder, name, "tim.ensemble.members", directory=True) for name in names]
+
+
+def is_ensemble(config: dict) -> bool:
+    return isinstance(config.get("tim"), dict) and config["tim"].get("ensemble") not in (None, {})
+
+
+def has_model(folder: str | os.PathLike) -> bool:
+    """True when `folder` looks like a checkpoint: config.json with model.safetensors, or an ensemble's config."""
+    folder = Path(folder)
+    if not (folder / CONFIG_NAME).is_file():
+        return False
+    if (folder / WEIGHTS_NAME).is_file():
+        return True
+    try:
+        return is_ensemble(read_config(folder))
+    except CheckpointError:
+        return False
+
+
 def load_checkpoint(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
-    """(model in eval mode, config) from a local checkpoint folder, through plain timm.
+    """(model in eval mode, config) from a local checkpoint folder, through plain timm; for an ensemble, a
+    tim.models.Ensemble of its members (each loaded through plain timm).
 
     For a checkpoint Tim did not just write itself, go through tim.hub.open_checkpoint, which runs
     tim.validate first (a checkpoint may come from anyone)."""
     config = read_config(folder)
+    members = ensemble_members(folder, config)
+    if members:
+        return Ensemble([_load_model(member) for member in members]).eval(), config
+    return _load_model(folder), config
+
+
+def _load_model(folder: str | os.PathLike) -> torch.nn.Module:
     check_weights(folder)
-    model = timm.create_model(f"local-dir:{Path(folder).resolve()}", pretrained=True)
-    return model.eval(), config
+    return timm.create_model(f"local-dir:{Path(folder).resolve()}", pretrained=True).eval()

@@ -5,6 +5,7 @@ lets a model ship inside the repo. The copy is accepted only if its top-1
 answers agree with the original's on the checkpoint's own test split (default:
 on >= 99.5% of the images); the agreement is recorded in the copy's config and
 the evaluation files (metrics, confusion matrix, curves) and model card come along.
+An ensemble (tim/ensemble.py) is copied whole: every member in half precision, checked as one model.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from accelerate import Accelerator
 
 from tim.card import write_card
 from tim.checkpoint import (
-    CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, RELIABILITY_NAME, UNKNOWN_HISTOGRAM_NAME,
-    UNKNOWN_NAME, hub_layout, load_checkpoint, replace_folder, save_checkpoint,
+    CONFIG_NAME, CONFUSION_NAME, CURVES_NAME, EVAL_RESULTS_NAME, PAINTING_NAME, RELIABILITY_NAME,
+    UNKNOWN_HISTOGRAM_NAME, UNKNOWN_NAME, hub_layout, is_ensemble, load_checkpoint, replace_folder, save_checkpoint,
 )
+from tim.ensemble import folder_size, save_ensemble
 from tim.data import IndexedSplit, prepare_data
 from tim.errors import UserError
 from tim.evaluation import predict_split
@@ -80,8 +82,11 @@ def _write_checked_copy(model, config, rows, ref, source: Path, folder: Path, fp
     tim_block = dict(config["tim"])
     preprocessing = tim_block.pop("preprocessing")
     tim_block.pop("export", None)
-    save_checkpoint(copy.deepcopy(model).half() if fp16 else model, folder, config["label_names"], preprocessing,
-                    tim_block)
+    copied = copy.deepcopy(model).half() if fp16 else model
+    if is_ensemble(config):  # every member in its folder, the root config for the whole
+        save_ensemble(copied, folder, {**config, "tim": {**tim_block, "preprocessing": preprocessing}}, source)
+    else:
+        save_checkpoint(copied, folder, config["label_names"], preprocessing, tim_block)
     accelerator = Accelerator(cpu=True)
     exported, exported_config = load_checkpoint(folder)
     agreement = float(np.mean(top1(model, config, rows, accelerator) == top1(exported, exported_config, rows,
@@ -90,9 +95,9 @@ def _write_checked_copy(model, config, rows, ref, source: Path, folder: Path, fp
         raise ExportError(f"the {'fp16 ' if fp16 else ''}copy agrees with {ref} on {agreement:.2%} of the {len(rows)} "
                           f"{split} images, below the required {min_agreement:.2%}; keep the original.")
 
-    statistics = source / UNKNOWN_NAME  # the unknown-artist statistics named by tim.unknown
-    if statistics.is_file():
-        shutil.copy2(statistics, folder / UNKNOWN_NAME)
+    for name in (UNKNOWN_NAME, PAINTING_NAME):  # the unknown-artist statistics and the not-a-painting head
+        if (source / name).is_file():
+            shutil.copy2(source / name, folder / name)
     exported_config["tim"]["export"] = {"dtype": "float16" if fp16 else "float32", "source": Path(ref).name,
                                         "top1_agreement": agreement, "checked_on": f"{split} ({len(rows)} images)"}
     if notes:
@@ -122,6 +127,6 @@ def _command(args: argparse.Namespace) -> int:
     overrides = {"source": args.data} if args.data else None
     agreement = export_checkpoint(args.checkpoint, args.out, args.fp16, overrides, args.min_agreement,
                                   notes=args.notes, overwrite=args.overwrite)  # errors: tim.cli prints them
-    size = sum(f.stat().st_size for f in Path(args.out).iterdir()) / 2**20
+    size = folder_size(Path(args.out)) / 2**20  # an ensemble's members included
     print(f"Wrote {args.out} ({size:.1f} MB); top-1 agreement with {args.checkpoint}: {agreement:.2%}")
     return 0

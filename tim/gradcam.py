@@ -16,6 +16,12 @@ Where the forward ran elsewhere (Tim's ONNX Runtime engine returns the last feat
 with the logits), `CamExplainer(batch, feature_map)` runs only the head in PyTorch, from
 that map: the same CAM, at the cost of the engine's forward plus the head.
 
+An ensemble (tim.models.Ensemble) is explained as the average of its members' maps for the ensemble's
+answer: the target is the joined feature map, the backward runs from the sum of the members' raw logits
+for the ensemble's top class (so each member's channels get exactly that member's Grad-CAM gradient),
+and the map is computed per member's channels, each scaled to [0, 1], then averaged (as pytorch-grad-cam
+averages several target layers).
+
 pytorch-grad-cam registers hooks when a CAM object is built and leaks them when the
 object is rebuilt per image, so `CamExplainer` builds one per model, hooks a private
 tap module (so plain predictions never trigger its hooks) and serialises calls.
@@ -30,15 +36,17 @@ import numpy as np
 import torch
 from PIL import Image
 from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.image import scale_cam_image, show_cam_on_image
 
 from tim.images import Box
+from tim.models import Ensemble, combine
 
 # model class name -> the module whose output is the last convolutional feature map
 TARGET_LAYERS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
     "ResNet": lambda m: m.layer4[-1],
     "EfficientNet": lambda m: m.bn2,  # conv_head followed by its BatchNorm + activation
     "ConvNeXt": lambda m: m.stages[-1],
+    "Ensemble": lambda m: m.joined,  # the members' last feature maps, joined along channels
 }
 
 
@@ -87,27 +95,63 @@ def _top_class(logits: torch.Tensor) -> torch.Tensor:
     return logits.max()
 
 
+def _ensemble_top_class(member_logits: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM target of an ensemble (per image, members x K raw logits): the sum of the members' logits for
+    the ensemble's predicted class; its gradient at each member's map is that member's own Grad-CAM gradient."""
+    top = int(combine(member_logits.detach()[None]).argmax())
+    return member_logits[:, top].sum()
+
+
+class _PerMember(torch.nn.Module):
+    """An ensemble whose output is its members' raw logits, N x members x K (what `_ensemble_top_class` reads)."""
+
+    def __init__(self, model: Ensemble):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(images), per_member=True)
+
+
 class _Head(torch.nn.Module):
     """A timm model entered at its last feature map: forward_head, after a tap the library hooks."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, per_member: bool = False):
         super().__init__()
         self.tap = torch.nn.Identity()
         self.model = model
+        self.per_member = per_member  # an ensemble: its members' raw logits (what `_ensemble_top_class` reads)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        if self.per_member:
+            return self.model.forward_head(self.tap(feature_map), per_member=True)
         return self.model.forward_head(self.tap(feature_map))
 
 
 class _GradCamAtSize(GradCAM):
-    """GradCAM whose maps are scaled to the image size, not to its input's size (its input is a feature map)."""
+    """GradCAM whose maps are scaled to `size` (the image's, when its input is a feature map; None: its input's),
+    and, with `members` (an ensemble's channels per member), one map per member's part of the target, averaged."""
 
-    def __init__(self, model: torch.nn.Module, target_layers: list, size: int):
+    def __init__(self, model: torch.nn.Module, target_layers: list, size: int | None = None,
+                 members: list[int] | None = None):
         super().__init__(model=model, target_layers=target_layers)
         self.size = size
+        self.members = members
 
     def get_target_width_height(self, input_tensor: torch.Tensor) -> tuple[int, int]:
-        return self.size, self.size
+        return (self.size, self.size) if self.size else super().get_target_width_height(input_tensor)
+
+    def compute_cam_per_layer(self, input_tensor: torch.Tensor, targets: list, eigen_smooth: bool) -> list:
+        """Per member: the Grad-CAM of its channels (ReLU, scaled to [0, 1]); the library averages them after."""
+        if self.members is None:
+            return super().compute_cam_per_layer(input_tensor, targets, eigen_smooth)
+        [activations] = [a.cpu().numpy() for a in self.activations_and_grads.activations]
+        [grads] = [g.cpu().numpy() for g in self.activations_and_grads.gradients]
+        cut = np.cumsum(self.members)[:-1]
+        size = self.get_target_width_height(input_tensor)
+        return [scale_cam_image(np.maximum(self.get_cam_image(input_tensor, None, targets, a, g, eigen_smooth), 0),
+                                size)[:, None, :]
+                for a, g in zip(np.split(activations, cut, axis=1), np.split(grads, cut, axis=1))]
 
 
 class CamExplainer:
@@ -130,7 +174,9 @@ class CamExplainer:
         self._features: torch.Tensor | None = None  # the classifier's input, kept during a CAM call
         classifier = model.get_classifier() if hasattr(model, "get_classifier") else None  # timm models have one
         self._keep = classifier.register_forward_pre_hook(self._keep_features) if classifier is not None else None
-        self._cam = GradCAM(model=model, target_layers=[self._tap])
+        self.ensemble = isinstance(model, Ensemble) and layer is None
+        self._target = _ensemble_top_class if self.ensemble else _top_class
+        self._cam = _GradCamAtSize(_PerMember(model) if self.ensemble else model, [self._tap], None, self._members())
         self._head: _GradCamAtSize | None = None  # for CAMs from a given feature map, built on first use
         self._reads_features: bool | None = None
 
@@ -158,6 +204,10 @@ class CamExplainer:
         if self._owner == threading.get_ident():
             self._features = inputs[0].detach().float().cpu()
 
+    def _members(self) -> list[int] | None:
+        """An ensemble's channels per member in the joined map (one map each, averaged); None for one model."""
+        return list(self.model.channels) if self.ensemble else None
+
     def _route(self, _module, _inputs, output):
         """During a CAM call, restart the graph at the target's output so backward stops there."""
         if self._owner != threading.get_ident() or not torch.is_grad_enabled():
@@ -177,8 +227,8 @@ class CamExplainer:
             return self._run(self._cam, batch)
         with self._lock:
             if self._head is None:
-                head = _Head(self.model)
-                self._head = _GradCamAtSize(head, [head.tap], self.image_size)
+                head = _Head(self.model, self.ensemble)
+                self._head = _GradCamAtSize(head, [head.tap], self.image_size, self._members())
         param = next(self.model.parameters())
         return self._run(self._head, feature_map.detach().to(param.device, torch.float32).requires_grad_())
 
@@ -192,8 +242,10 @@ class CamExplainer:
             self._owner = threading.get_ident()
             try:
                 with torch.inference_mode(False), torch.enable_grad():  # even when called under inference_mode
-                    cams = cam(x, targets=[_top_class] * len(x))
+                    cams = cam(x, targets=[self._target] * len(x))
                 logits = cam.outputs.detach().float().cpu()
+                if self.ensemble:  # the members' logits: the ensemble's are their mean probability's log
+                    logits = combine(logits)
                 features = self._features
             finally:
                 self._owner = None

@@ -43,7 +43,11 @@ from tim.checkpoint import (
     WEIGHTS_NAME,
     CheckpointError,
     check_weights,
+    ensemble_members,
+    has_model,
+    is_ensemble,
     load_checkpoint,
+    read_config,
 )
 from tim.validate import validate_checkpoint
 
@@ -51,7 +55,10 @@ from tim.validate import validate_checkpoint
 # results, plots.
 # Pickled weights never match, so they are neither downloaded nor uploaded; predictions.csv stays
 # local because it lists the paths of the user's own test images.
-HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, UNKNOWN_NAME, PAINTING_NAME, CARD_NAME, "*.json", "*.png"]
+# An ensemble's members are checkpoints in its subfolders: their config and weights come along ("*.json" already
+# matches member-1/config.json: fnmatch's * crosses "/").
+HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, UNKNOWN_NAME, PAINTING_NAME, CARD_NAME, "*.json", "*.png",
+             f"*/{WEIGHTS_NAME}"]
 
 
 class HubError(CheckpointError):
@@ -134,7 +141,8 @@ def open_checkpoint(ref: str) -> tuple[torch.nn.Module, dict, Path]:
     Every checkpoint is checked by tim.validate before timm builds it: it may come from anyone."""
     folder = resolve(ref)
     if not is_hub_ref(ref):
-        check_weights(folder)  # before the config, so a pickles-only folder gets the pickle explanation
+        if not has_model(folder):  # before the config, so a pickles-only folder gets the pickle explanation
+            check_weights(folder)
         return (*_validated(folder), folder)
     try:
         return (*_validated(folder), folder)
@@ -185,7 +193,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     except HfHubHTTPError as e:
         raise HubError(f"{where}: the Hub refused the download ({e}).") from None
 
-    if not (folder / WEIGHTS_NAME).is_file():
+    if not has_model(folder):  # no weights (an ensemble's are in its member folders)
         pickles = sorted(p.name for p in folder.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
         interrupted = sorted((folder.parent.parent / "blobs").glob("*.incomplete"))
         if not pickles and (interrupted or constants.HF_HUB_OFFLINE):  # the cached snapshot lacks the weights
@@ -313,7 +321,8 @@ def push_checkpoint(
     """
     folder = Path(folder)
     config = validate_checkpoint(folder)  # refuse to publish something Tim could not load back
-    check_weights(folder)
+    if not is_ensemble(config):
+        check_weights(folder)
     with tempfile.TemporaryDirectory(prefix="tim-push-") as tmp:
         staged = _stage(folder, Path(tmp) / folder.name)
         card = write_card(staged, repo_id)
@@ -322,15 +331,19 @@ def push_checkpoint(
     return url
 
 
-def _stage(folder: Path, staged: Path) -> Path:
-    """A folder of hard links (copies across file systems) to the files of `folder` that a push uploads."""
-    staged.mkdir()
+def _stage(folder: Path, staged: Path, members: bool = True) -> Path:
+    """A folder of hard links (copies across file systems) to the files of `folder` that a push uploads,
+    with an ensemble's member folders (tim.checkpoint.ensemble_members) staged the same way."""
+    staged.mkdir(parents=True)
     for path in folder.iterdir():
         if path.is_file() and path.name != CARD_NAME:
             try:
                 os.link(path, staged / path.name)
             except OSError:
                 shutil.copy2(path, staged / path.name)
+    if members:
+        for member in ensemble_members(folder, read_config(folder)):
+            _stage(member, staged / member.relative_to(folder), members=False)
     return staged
 
 

@@ -165,3 +165,70 @@ def tier_groups(model: torch.nn.Module, tiers: Tiers, freeze_backbone: bool = Fa
         if params:
             out.append({"name": tier, "params": params, "lr": lr})
     return out
+
+
+# ---------------------------------------------------------------- ensembles
+
+
+class MeanProbability(torch.nn.Module):
+    """The ensemble's classifier: the members' classifiers on their parts of the joined features, probabilities
+    averaged; returns log(mean probability), so that the rest of Tim can treat it as logits (its softmax is the
+    mean probability; a calibration temperature applies on top)."""
+
+    def __init__(self, classifiers: list[torch.nn.Module], sizes: list[int]):
+        super().__init__()
+        self.classifiers = torch.nn.ModuleList(classifiers)
+        self.sizes = list(sizes)
+
+    def member_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Each member's raw logits, N x members x K, from the joined pooled features N x sum(sizes)."""
+        parts = features.split(self.sizes, dim=1)
+        return torch.stack([head(part) for head, part in zip(self.classifiers, parts)], dim=1)
+
+    def forward(self, features: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+        logits = self.member_logits(features)
+        return logits if per_member else combine(logits)
+
+
+def combine(member_logits: torch.Tensor) -> torch.Tensor:
+    """log(mean over members of softmax), N x K, from member logits N x members x K (log-sum-exp: no underflow)."""
+    return torch.logsumexp(member_logits.log_softmax(-1), dim=1) - math.log(member_logits.shape[1])
+
+
+class Ensemble(torch.nn.Module):
+    """Several timm models on the same artists, answering as one: the mean of their probabilities.
+
+    It speaks the part of timm's model interface that Tim uses, so the Predictor, calibration, the
+    unknown-artist and not-a-painting decisions, the ONNX engine and Grad-CAM treat it like one model:
+    - forward_features: the members' last feature maps joined along channels (same spatial size: the members
+      share their preprocessing and input size);
+    - forward_head(pre_logits=True): the members' pooled features joined (what the unknown-artist and
+      not-a-painting decisions read); forward_head: log(mean probability), from `get_classifier()`;
+    Grad-CAM (tim.gradcam) reads each member's part of the joined map (`channels`) and averages the maps.
+    """
+
+    def __init__(self, members: list[torch.nn.Module]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        self.channels = [int(m.num_features) for m in members]  # timm CNNs: the last map's channels
+        self.sizes = [int(getattr(m, "head_hidden_size", m.num_features)) for m in members]  # pooled features
+        self.joined = torch.nn.Identity()  # the joined feature map: Grad-CAM's target layer
+        self.head = MeanProbability([m.get_classifier() for m in members], self.sizes)
+        self.num_classes = int(members[0].num_classes)
+        self.num_features = sum(self.sizes)
+        self.pretrained_cfg = dict(members[0].pretrained_cfg)  # mean/std: the same for every member (tim.ensemble)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.joined(torch.cat([m.forward_features(x) for m in self.members], dim=1))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False, per_member: bool = False) -> torch.Tensor:
+        maps = x.split(self.channels, dim=1)
+        features = torch.cat([m.forward_head(part, pre_logits=True) for m, part in zip(self.members, maps)], dim=1)
+        return features if pre_logits else self.head(features, per_member=per_member)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> torch.nn.Module:
+        return self.head
+

@@ -20,6 +20,12 @@ expected, which every command prints as its one `error:` line (the app shows it 
     tim.unknown            score known, threshold a finite number, its tensor file inside the folder with
                            the keys and shapes its score reads (tim.openset.statistics_shapes)
 
+An ensemble (config.json tim.ensemble, tim/ensemble.py) is checked as a whole (ENSEMBLE_CHECKS): its own
+config.json as above without architecture and weights, then every member folder named in tim.ensemble.members
+(inside the folder, no absolute path, no '..', no link out) is checked as a single checkpoint with every check
+above, and must have the ensemble's labels (same order), preprocessing and normalisation; the unknown-artist and
+not-a-painting files are checked against the members' joined features.
+
 Unknown extra keys are allowed (newer Tims add blocks). A new section is one more function in
 CHECKS; a section with its own tensors calls `tensor_file` ("a file named in config, inside the
 folder, holding these keys with these shapes, all finite").
@@ -36,7 +42,18 @@ import torch
 from safetensors import safe_open
 
 from tim.calibration import METHODS
-from tim.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, check_weights, inside, read_config, shorten
+from tim.checkpoint import (
+    COMBINE,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    check_weights,
+    ensemble_members,
+    inside,
+    is_ensemble,
+    read_config,
+    shorten,
+)
 from tim.images import RESIZE_MODES
 from tim.openset import SCORES, statistics_shapes
 
@@ -55,6 +72,7 @@ class Checkpoint:
     weights: dict[str, tuple] = field(default_factory=dict)  # tensor name -> shape, from the safetensors header
     model: torch.nn.Module | None = None  # the architecture on the meta device
     replacing: tuple[str, ...] = ()  # config blocks the caller is about to rewrite (`tim calibrate`): not checked
+    features: int | None = None  # an ensemble's joined pooled features (set by check_members)
 
     @property
     def config_path(self) -> Path:
@@ -74,8 +92,11 @@ class Checkpoint:
         return value
 
     def fail(self, dotted: str, value, expected: str) -> CheckpointError:
-        found = "missing" if value is _MISSING else f"= {shorten(value)}"
-        return CheckpointError(f"{self.config_path} {dotted} {found}: expected {expected}.")
+        return CheckpointError(f"{self.config_path} {dotted} {_found(value)}: expected {expected}.")
+
+
+def _found(value) -> str:
+    return "missing" if value is _MISSING else f"= {shorten(value)}"
 
 
 def validate_checkpoint(folder, replacing: tuple[str, ...] = ()) -> dict:
@@ -84,10 +105,14 @@ def validate_checkpoint(folder, replacing: tuple[str, ...] = ()) -> dict:
     replacing: blocks ("tim.calibration", "tim.unknown") the caller rewrites, left unchecked so that
     `tim calibrate` can repair a checkpoint whose old statistics are broken.
     """
+    return _checked(folder, replacing).config
+
+
+def _checked(folder, replacing: tuple[str, ...] = ()) -> Checkpoint:
     checkpoint = Checkpoint(Path(folder), read_config(folder), replacing=tuple(replacing))
-    for check in CHECKS:
+    for check in ENSEMBLE_CHECKS if is_ensemble(checkpoint.config) else CHECKS:
         check(checkpoint)
-    return checkpoint.config
+    return checkpoint
 
 
 # ---------------------------------------------------------------- value helpers
@@ -202,6 +227,11 @@ def check_schema(c: Checkpoint) -> None:
     arch = c.get("architecture")
     if not isinstance(arch, str) or not timm.is_model(arch):
         raise c.fail("architecture", arch, f"the name of a timm model (timm {timm.__version__})")
+    check_fields(c)
+
+
+def check_fields(c: Checkpoint) -> None:
+    """num_classes, label_names, model_args, pretrained_cfg and the tim block (all but the architecture)."""
     classes = require_int(c, "num_classes", 1, MAX_CLASSES, " (the classifier's outputs)")
     labels = c.get("label_names")
     if not isinstance(labels, list) or not all(isinstance(a, str) and a for a in labels):
@@ -324,6 +354,8 @@ def check_calibration(c: Checkpoint) -> None:
 
 def feature_size(c: Checkpoint) -> int:
     """Length of the pooled features the unknown-artist statistics are computed on (the classifier's input)."""
+    if c.features is not None:
+        return c.features
     weight = classifier_weight(c)
     if weight is not None and len(c.weights[weight]) == 2:
         return c.weights[weight][1]
@@ -357,5 +389,44 @@ def check_painting(c: Checkpoint) -> None:
     tensor_file(c, "tim.painting.file", {"mean": (d,), "scale": (d,), "coef": (2, d), "intercept": (2,)})
 
 
+def feature_map_shape(c: Checkpoint, image_size: int) -> tuple:
+    """The shape of one picture's `forward_features` output, from the meta model (no memory, no weights)."""
+    try:
+        with torch.device("meta"):
+            return tuple(c.model.forward_features(torch.empty(1, 3, image_size, image_size)).shape[1:])
+    except Exception as e:  # noqa: BLE001 - an architecture that cannot run at this size says so in its own words
+        raise CheckpointError(f"{c.config_path}: {c.config['architecture']} cannot run at {image_size} px "
+                              f"({type(e).__name__}: {str(e).strip()[:200]}).") from None
+
+
+def check_members(c: Checkpoint) -> None:
+    """Each member of an ensemble: a complete single checkpoint inside the folder, on the ensemble's artists
+    (same order), preprocessing and normalisation, with a convolutional feature map the size of the others'."""
+    combine = c.get("tim.ensemble.combine")
+    if combine != COMBINE:
+        raise c.fail("tim.ensemble.combine", combine, f"{COMBINE!r}")
+    sizes, maps = [], []
+    for folder in ensemble_members(c.folder, c.config):
+        if is_ensemble(read_config(folder)):
+            raise CheckpointError(f"{folder / CONFIG_NAME}: a member of the ensemble {c.folder} is itself an "
+                                  "ensemble; expected a single model (list its members in the outer ensemble).")
+        member = _checked(folder)
+        for dotted in ("label_names", "tim.preprocessing", "pretrained_cfg.mean", "pretrained_cfg.std"):
+            if member.get(dotted) != c.get(dotted):
+                raise CheckpointError(f"{member.config_path} {dotted} {_found(member.get(dotted))} differs from "
+                                      f"{c.config_path} {dotted} {_found(c.get(dotted))}; every member of an "
+                                      f"ensemble must have the ensemble's {dotted.rsplit('.', 1)[-1]}.")
+        sizes.append(feature_size(member))
+        maps.append(feature_map_shape(member, c.config["tim"]["preprocessing"]["image_size"]))
+        if len(maps[-1]) != 3 or maps[-1][0] != member.model.num_features or maps[-1][1:] != maps[0][1:]:
+            raise CheckpointError(f"{member.config_path}: {member.config['architecture']}'s last feature map is "
+                                  f"{_shape_text(maps[-1])} at {c.config['tim']['preprocessing']['image_size']} px, "
+                                  f"the first member's {_shape_text(maps[0])}; an ensemble joins convolutional "
+                                  "feature maps (num_features channels) of one size.")
+    c.features = sum(sizes)
+
+
 CHECKS = [check_schema, check_preprocessing, check_weights_file, check_model, check_labels, check_architecture,
           check_finite, check_calibration, check_unknown, check_painting]
+# an ensemble has no architecture or weights of its own: its members are checked with CHECKS
+ENSEMBLE_CHECKS = [check_fields, check_preprocessing, check_members, check_calibration, check_unknown, check_painting]
