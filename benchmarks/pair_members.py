@@ -1,0 +1,108 @@
+"""Which checkpoints make the best two-member ensemble? Measured on VALIDATION only (never the test split).
+
+Every candidate answers the same pictures once; each pair is the average of its members' probabilities
+(what `tim ensemble` builds). For each single model and each pair:
+- clean: accuracy and macro-F1 on the validation scans;
+- photos: accuracy on seeded simulated phone photos of N validation paintings (style "phone"), located and
+  straightened by Tim's locator (the same pieces for every candidate);
+- unknown: AUROC of 1 - top probability (no fitted decision: that is fitted afterwards, for the chosen pair)
+  for the validation paintings against other artists' paintings the candidates' calibration holds out
+  (the report half, split by artist as `tim calibrate` does), and the share of them rejected at 95% kept.
+Paired against the first candidate with McNemar's test on the clean validation answers.
+
+    python benchmarks/pair_members.py runs/a/best runs/b/best runs/c/best \
+        --data ../shared/datasets/paintings-50 --unknown ../shared/datasets/other-artists --photos 150
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
+
+from tim.checkpoint import read_config
+from tim.data import pixels_to_image, prepare_data
+from tim.evaluation import simulated_photos
+from tim.metrics import compute_metrics, paired_test
+from tim.openset import split_artists
+from tim.predictor import Predictor
+from tim.recipe import data_config_for, load_other_artists, select_artists
+
+
+def probabilities(predictor: Predictor, pictures, desc: str) -> np.ndarray:
+    """Softmax of the raw logits (no calibration: it does not change the top answer) for PIL pictures."""
+    out = []
+    for picture in tqdm(pictures, desc=desc, leave=False):
+        logits, _ = predictor.logits_and_features(predictor.preprocessor.tensor(picture)[0][None])
+        out.append(logits.softmax(-1)[0].numpy())
+    return np.stack(out)
+
+
+def row_pictures(rows):
+    pixels = rows.select_columns(["pixels"]).with_format(None)
+    return (pixels_to_image(pixels[i]["pixels"]) for i in range(len(rows)))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("checkpoints", nargs="+", help="trained checkpoints on the same artists and data recipe")
+    p.add_argument("--data", required=True, help="the paintings the checkpoints were trained on")
+    p.add_argument("--unknown", required=True, help="other artists' paintings (one folder per artist)")
+    p.add_argument("--photos", type=int, default=150, help="validation paintings photographed (default: 150)")
+    p.add_argument("--seed", type=int, default=0, help="photo and sample seed (default: 0)")
+    args = p.parse_args()
+
+    config = read_config(args.checkpoints[0])
+    data = prepare_data(data_config_for(config, {"source": args.data}))
+    val = data.splits["validation"]
+    labels = np.asarray(val["artist"])
+    picks = np.sort(np.random.default_rng(args.seed).choice(len(val), min(args.photos, len(val)), replace=False))
+    first = Predictor.load(args.checkpoints[0], engine="eager")
+    pieces = [first.preprocessor.pieces_of(shot.photo)[0].picture
+              for shot in tqdm(simulated_photos(val, picks, "phone", args.seed), total=len(picks), desc="Photos")]
+    images, artists = load_other_artists(args.unknown, config, data.artists)
+    _, held = split_artists(artists, 0.5, 0)  # tim calibrate's default split: its report half
+    others = select_artists(images, artists, held)
+
+    answers = {}
+    for ref in args.checkpoints:
+        predictor = Predictor.load(ref, engine="eager")
+        if predictor.labels != data.artists:
+            raise SystemExit(f"{ref}: its artists differ from {args.data}'s")
+        answers[ref] = {"clean": probabilities(predictor, row_pictures(val), f"{ref} clean"),
+                        "photos": probabilities(predictor, pieces, f"{ref} photos"),
+                        "others": probabilities(predictor, row_pictures(others), f"{ref} others")}
+
+    def scores(parts: tuple[str, ...]) -> dict:
+        mean = {k: np.mean([answers[r][k] for r in parts], axis=0) for k in ("clean", "photos", "others")}
+        clean = compute_metrics(labels, mean["clean"].argmax(1))
+        known, unknown = 1 - mean["clean"].max(1), 1 - mean["others"].max(1)
+        threshold = np.quantile(known, 0.95)
+        return {"clean": mean["clean"].argmax(1), "accuracy": clean["accuracy"], "f1": clean["f1_macro"],
+                "photos": float(np.mean(mean["photos"].argmax(1) == labels[picks])),
+                "auroc": roc_auc_score(np.r_[np.zeros(len(known)), np.ones(len(unknown))], np.r_[known, unknown]),
+                "rejected": float(np.mean(unknown > threshold))}
+
+    names = {r: f"#{i + 1}" for i, r in enumerate(args.checkpoints)}
+    for ref, name in names.items():
+        print(f"{name} = {ref}")
+    print(f"\nvalidation: {len(val)} scans, {len(picks)} simulated phone photos (located); "
+          f"{len(others)} paintings by {len(held)} held-out other artists\n")
+    print(f"{'candidate':10} {'clean acc':>9} {'macro-F1':>8} {'photos':>7} {'AUROC':>6} {'rej@95':>7}  vs #1 (clean)")
+    base = scores((args.checkpoints[0],))
+    candidates = [(r,) for r in args.checkpoints] + list(itertools.combinations(args.checkpoints, 2))
+    for parts in candidates:
+        s = scores(parts)
+        test = paired_test(labels, base["clean"], s["clean"])
+        paired = "" if parts == (args.checkpoints[0],) else \
+            f"  {test.difference.value:+.3f} [{test.difference.low:+.3f}, {test.difference.high:+.3f}], p = {test.mcnemar_p:.2g}"
+        print(f"{'+'.join(names[r] for r in parts):10} {s['accuracy']:9.3f} {s['f1']:8.3f} {s['photos']:7.3f} "
+              f"{s['auroc']:6.3f} {s['rejected']:7.1%}{paired}")
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
