@@ -51,6 +51,10 @@ def test_a_painting_on_a_wall_is_found_at_its_corners_and_straightened():
     assert upright.width / upright.height == pytest.approx(1.5, rel=0.05)
     again = np.asarray(upright.resize((300, 200), Image.BILINEAR), np.float32)
     assert np.abs(again[10:-10, 10:-10] - art[10:-10, 10:-10]).mean() < 20  # the painting, the right way up
+    rgb = np.asarray(photo)  # an RGB array (converted once by the Preprocessor) answers as the picture does
+    [same] = find_paintings(rgb)
+    assert np.array_equal(same, regions[0])
+    assert np.array_equal(np.asarray(straighten(rgb, same)), np.asarray(upright))
 
 
 def test_a_frame_is_cut_off_when_straightened_but_not_a_canvas():

@@ -61,10 +61,11 @@ FRAME_STD = 12.0         # a frame's colour varies at most this much (Lab) along
 COLOURS = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (120, 255, 120)]
 
 
-def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndarray]:
+def find_paintings(picture: Image.Image | np.ndarray, max_paintings: int = 4) -> list[np.ndarray]:
     """Each painting's corners (4, 2) float32 in `picture`'s pixels, clockwise from top-left, largest first.
-    [] means the picture already is the painting (no wall around anything that looks like one)."""
-    rgb = np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
+    [] means the picture already is the painting (no wall around anything that looks like one).
+    `picture`: a PIL image or an RGB uint8 array (h, w, 3) (`rgb_array`: convert once, locate and straighten)."""
+    rgb = rgb_array(picture)
     if min(rgb.shape[:2]) < MIN_SIDE:  # a thumbnail shows no wall worth the name
         return []
     fine, scale = shrunk(rgb, SNAP_SIDE)
@@ -98,6 +99,13 @@ def find_paintings(picture: Image.Image, max_paintings: int = 4) -> list[np.ndar
             candidates.append(quad)
     candidates.sort(key=lambda q: -cv2.contourArea(q))
     return [(q / scale).astype(np.float32) for q in candidates[:max_paintings]]
+
+
+def rgb_array(picture: Image.Image | np.ndarray) -> np.ndarray:
+    """`picture` as an RGB uint8 array (h, w, 3); an array is used as it is (no copy)."""
+    if isinstance(picture, np.ndarray):
+        return picture
+    return np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
 
 
 def shrunk(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -147,12 +155,15 @@ def wall_colour_field(lab: np.ndarray) -> np.ndarray:
     -0.5 to 0.5 across the picture) for each Lab channel."""
     ys, xs, a = border_samples(*lab.shape[:2])
     b = lab[ys, xs].astype(np.float32)
-    keep = np.ones(len(a), bool)
-    for _ in range(2):  # fit, then refit on the better-fitting 60% (what is not wall on the border drops out)
-        coef = np.linalg.solve(a[keep].T @ a[keep] + 1e-3 * np.eye(6, dtype=np.float32), a[keep].T @ b[keep])
-        residual = np.linalg.norm(b - a @ coef, axis=1)
-        keep = residual <= np.quantile(residual, 0.6)
-    return coef
+    coef = least_squares(a, b)  # fit, then refit on the better-fitting 60% (what is not wall on the border drops out)
+    squared = np.square(b - a @ coef).sum(1)
+    keep = squared <= np.quantile(squared, 0.6)
+    return least_squares(a[keep], b[keep])
+
+
+def least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The coefficients x minimising |a x - b|² (slightly regularised), a (n, 6), b (n, 3)."""
+    return np.linalg.solve(a.T @ a + 1e-3 * np.eye(a.shape[1], dtype=np.float32), a.T @ b)
 
 
 @functools.lru_cache(maxsize=8)
@@ -222,9 +233,9 @@ def wall_mask(smooth: np.ndarray, wall_coloured: np.ndarray) -> np.ndarray:
 def blobs(mask: np.ndarray) -> list[np.ndarray]:
     """The large connected parts of `mask` (bool), each as a filled uint8 mask, after cutting thin links."""
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    min_area = MIN_AREA * mask.size
-    return [(labels == i).astype(np.uint8) for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    count, labels = cv2.connectedComponents(mask, connectivity=4)
+    areas = np.bincount(labels.ravel(), minlength=count)  # (cheaper than connectedComponentsWithStats)
+    return [(labels == i).astype(np.uint8) for i in range(1, count) if areas[i] >= MIN_AREA * mask.size]
 
 
 def fit_quad(blob: np.ndarray) -> np.ndarray:
@@ -255,13 +266,14 @@ def snap_to_edges(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarra
     shifts = offsets[len(offsets) - 1 - np.argmax(good[:, ::-1], axis=1)]  # each side's outermost sharp edge
     turned = edge_strength(p, q, normals, (shifts[:, None] + turns)[:, :, None], (shifts[:, None] + turns)[:, None],
                            gx, gy)  # (4 sides, turns of its start, turns of its end)
-    lines = []
-    for i in range(4):
-        d1, d2 = np.unravel_index(np.argmax(turned[i]), turned[i].shape)
-        a, b = p[i] + (shifts[i] + turns[d1]) * normals[i], q[i] + (shifts[i] + turns[d2]) * normals[i]
-        lines.append(np.cross([*a, 1], [*b, 1]))
-    corners = [np.cross(lines[i - 1], lines[i]) for i in range(4)]
-    return np.array([c[:2] / c[2] if abs(c[2]) > 1e-9 else quad[i] for i, c in enumerate(corners)], np.float32)
+    d1, d2 = np.unravel_index(np.argmax(turned.reshape(4, -1), axis=1), turned.shape[1:])  # each side's best turn
+    a = p + (shifts + turns[d1])[:, None] * normals
+    b = q + (shifts + turns[d2])[:, None] * normals
+    ones = np.ones((4, 1))
+    lines = np.cross(np.hstack([a, ones]), np.hstack([b, ones]))  # each side as a line (homogeneous coordinates)
+    corners = np.cross(np.roll(lines, 1, axis=0), lines)  # corner i: where side i - 1 meets side i
+    meet = np.abs(corners[:, 2]) > 1e-9
+    return np.where(meet[:, None], corners[:, :2] / np.where(meet, corners[:, 2], 1)[:, None], quad).astype(np.float32)
 
 
 def edge_strength(p: np.ndarray, q: np.ndarray, normals: np.ndarray, start: np.ndarray, end: np.ndarray,
@@ -347,7 +359,7 @@ def rectangular(quad: np.ndarray) -> bool:
     if not cv2.isContourConvex(np.round(quad).astype(np.int32)):
         return False
     sides = np.roll(quad, -1, axis=0) - quad
-    lengths = np.linalg.norm(sides, axis=1)
+    lengths = np.hypot(sides[:, 0], sides[:, 1])
     if lengths.min() < 1 or min(lengths[0] / lengths[2], lengths[2] / lengths[0],
                                 lengths[1] / lengths[3], lengths[3] / lengths[1]) < MIN_SIDE_RATIO:
         return False
@@ -399,16 +411,16 @@ def plain_beside(quad: np.ndarray, plain: np.ndarray) -> np.ndarray:
 
 def outward_normal(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """The unit normal of side p -> q pointing out of a clockwise (y down) quadrilateral."""
-    t = (q - p) / max(np.linalg.norm(q - p), 1e-6)
+    t = (q - p) / max(float(np.hypot(*(q - p))), 1e-6)
     return np.array([t[1], -t[0]], np.float32)
 
 
-def straighten(picture: Image.Image, corners: np.ndarray, trim_frame: bool = True) -> Image.Image:
+def straighten(picture: Image.Image | np.ndarray, corners: np.ndarray, trim_frame: bool = True) -> Image.Image:
     """The quadrilateral `corners` (TL, TR, BR, BL) of `picture` warped to an upright rectangle at its own aspect
     ratio (its mean side lengths, so the painting keeps about the resolution it has in the picture). With
     `trim_frame`, a frame (or mat) seen inside the corners is cut off: the outline of a framed painting is the
-    frame's, but the model should see the canvas."""
-    rgb = np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
+    frame's, but the model should see the canvas. `picture`: as for `find_paintings`."""
+    rgb = rgb_array(picture)
     corners = np.asarray(corners, np.float32)
     if corners.shape != (4, 2) or abs(cv2.contourArea(corners)) < 1:
         raise ValueError(f"straighten needs 4 corners (x, y) enclosing an area, not {corners.tolist()}")
@@ -422,8 +434,8 @@ def straighten(picture: Image.Image, corners: np.ndarray, trim_frame: bool = Tru
 
 def upright_size(corners: np.ndarray) -> tuple[int, int]:
     """(width, height) of the upright rectangle for `corners`: the mean lengths of opposite sides."""
-    width = (np.linalg.norm(corners[1] - corners[0]) + np.linalg.norm(corners[2] - corners[3])) / 2
-    height = (np.linalg.norm(corners[3] - corners[0]) + np.linalg.norm(corners[2] - corners[1])) / 2
+    lengths = np.hypot(*(np.roll(corners, -1, axis=0) - corners).T)  # top, right, bottom, left
+    width, height = (lengths[0] + lengths[2]) / 2, (lengths[1] + lengths[3]) / 2
     return max(1, round(width)), max(1, round(height))
 
 
@@ -443,7 +455,7 @@ def inside_frame(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray | None:
     scale = min(1.0, FRAME_SIDE / max(width, height))
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
     lab8 = lab_of(warp(rgb, corners, size))
-    gx, gy = gradients(lab8)
+    gx, gy = gradients(lab8, cv2.CV_16S)
     lab = lab8.astype(np.float32)
     colours = {"top": lab, "bottom": lab[::-1], "left": lab.transpose(1, 0, 2), "right": lab.transpose(1, 0, 2)[::-1]}
     insets = {}

@@ -134,12 +134,13 @@ class Preprocessor:
     def pieces_of(self, picture: Image.Image, whole: bool = False) -> list[Piece]:
         if not whole:
             from tim import locate  # OpenCV only when pictures are located
-        regions = [] if whole else locate.find_paintings(picture)
+        rgb = None if whole else locate.rgb_array(picture)  # converted once: located, then straightened
+        regions = [] if whole else locate.find_paintings(rgb)
         if not regions:
             return [Piece(*self.tensor(picture), picture)]
         out = []
         for n, corners in enumerate(regions, 1):
-            painting = locate.straighten(picture, corners)
+            painting = locate.straighten(rgb, corners)
             out.append(Piece(*self.tensor(painting), painting, n, _file_pixels(corners, picture)))
         return out
 
