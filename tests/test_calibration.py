@@ -174,3 +174,17 @@ def test_a_rejected_painting_keeps_its_closest_artist(setup):
     (folder / "config.json").write_text(json.dumps(config))
     p = Predictor.load(str(folder)).predict([str(next((paintings / "Carla").iterdir()))])[0]
     assert not p.known and p.artist in ARTISTS and p.top[0][0] == p.artist
+
+
+def test_a_network_trained_with_outlier_exposure_keeps_max_probability(setup, capsys):
+    """After --outlier-exposure the fit part of the other artists has been seen in training: a head fitted on it
+    would be chosen on flattering figures, so calibrate keeps the score training taught, and says why."""
+    folder, paintings, others = setup
+    config = read_config(folder)
+    config["tim"]["train"] = {"outlier_exposure": 0.5}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert main(["calibrate", str(folder), "--data", str(paintings), "--unknown", str(others)]) == 0
+    assert "trained with outlier exposure" in capsys.readouterr().out
+    unknown = read_config(folder)["tim"]["unknown"]
+    assert unknown["score"] == "max-probability" and "outlier exposure" in unknown["selected_by"]
+    assert len(unknown["candidates"]) >= 3  # the table is still measured and kept

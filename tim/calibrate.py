@@ -58,6 +58,7 @@ from tim.openset import (
     split_artists,
     threshold_for,
 )
+from tim.outliers import trained_with_outliers
 from tim.painting import SCAN_RETENTION, PaintingDetector, fit_head, not_painting_files, rejected_share, split_classes
 from tim.painting import threshold_for as painting_threshold
 from tim.predictor import Predictor
@@ -275,6 +276,9 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
             out(f"Other artists: {len(artists)} in {unknown}; {len(fit_artists)} for fitting "
                 f"({len(outliers['labels'])} paintings), {len(report_artists)} held out for `tim evaluate --unknown`.")
     chosen, table = choose_unknown_score(val, train, outliers, retention, seed=seed)
+    seen = bool(table) and trained_with_outliers(folder, config)
+    if seen:  # the heads fitted on the fit part would be chosen on paintings the network was trained on
+        chosen = "max-probability"
     if score != "auto":
         chosen = score
     if table:
@@ -285,6 +289,9 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
         for row in table:
             out(f"  {row['score']:34} {row['auroc']:6.3f} {row['unknown_rejected']:9.1%} {row['known_kept']:6.1%} "
                 f"{row['open_set_accuracy']:12.3f}")
+        if seen:
+            out("  the network was trained with outlier exposure on this fit part (tim.outliers), so the figures above "
+                "flatter scores fitted on it; kept the score that training taught: max-probability")
     elif score == "auto":
         out("No --unknown DIR: the unknown-artist score is 1 - calibrated top probability (with paintings of other "
             "artists Tim would compare feature-space scores and outlier exposure and keep the best).")
@@ -299,8 +306,9 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
     detector.threshold = threshold_for(known_scores, retention)
     kept = float((known_scores <= detector.threshold).mean())
     unknown_info.update(validation_images=len(val["labels"]), validation_kept=kept,
-                        candidates=table, selected_by="best AUROC on validation" if table and score == "auto"
-                        else ("--score" if score != "auto" else "no other artists given"))
+                        candidates=table, selected_by="--score" if score != "auto" else (
+                            "trained with outlier exposure on the fit part: max-probability" if seen else
+                            "best AUROC on validation" if table else "no other artists given"))
     detector.info = unknown_info
     out(f"  kept: {chosen}, threshold {detector.threshold:.4f} (keeps {kept:.1%} of validation paintings as known)")
 

@@ -57,3 +57,12 @@ def forever(loader):
 def uniform_loss(logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against the uniform distribution over the classes, averaged over the batch."""
     return -torch.log_softmax(logits.float(), dim=-1).mean()
+
+
+def trained_with_outliers(folder, config: dict) -> bool:
+    """Whether the checkpoint's network (any member, for an ensemble) was trained with outlier exposure: then the
+    fit part of the other artists is no longer unseen, and a decision fitted on it looks better than it is."""
+    from tim.checkpoint import ensemble_members, read_config
+
+    configs = [config] + [read_config(member) for member in ensemble_members(folder, config)]
+    return any(float((c.get("tim", {}).get("train") or {}).get("outlier_exposure") or 0) > 0 for c in configs)
