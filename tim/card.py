@@ -398,10 +398,10 @@ def _members_section(folder: Path, config: dict) -> str:
     return "\n".join(lines)
 
 
-def _ensemble_usage_section(config: dict, repo: str, placeholder: bool) -> str:
-    """Tim's command and API, and the members averaged with plain timm (transformers reads single models only)."""
+def _snippet_parts(config: dict, placeholder: bool) -> tuple[str, str, str]:
+    """(PIL imports, the letterbox line for `pad` checkpoints, the placeholder note) of the plain-timm examples:
+    timm's border mode letterboxes with the mean colour, Tim's bars are the checkpoint's pad colour."""
     pre = config["tim"]["preprocessing"]
-    members = config["tim"]["ensemble"]["members"]
     size, pad = pre["image_size"], tuple(pre.get("pad_color", (0, 0, 0)))
     imports, square = "from PIL import Image", ""
     if pre["resize_mode"] == "pad":
@@ -409,6 +409,13 @@ def _ensemble_usage_section(config: dict, repo: str, placeholder: bool) -> str:
         square = (f"\nimage = ImageOps.pad(image, ({size}, {size}), method=Image.Resampling.BICUBIC, color={pad})"
                   "  # Tim's letterbox colour")
     note = f"\n\nReplace `{PLACEHOLDER_REPO}` with the repository this checkpoint is pushed to." if placeholder else ""
+    return imports, square, note
+
+
+def _ensemble_usage_section(config: dict, repo: str, placeholder: bool) -> str:
+    """Tim's command and API, and the members averaged with plain timm (transformers reads single models only)."""
+    members = config["tim"]["ensemble"]["members"]
+    imports, square, note = _snippet_parts(config, placeholder)
     return f"""## How to use
 
 With Tim's command (a CSV of the artist, its confidence and the top 5, for files and folders; see Tim's README),
@@ -450,14 +457,7 @@ none of the artists it knows (`known`, once calibrated); plain timm gives the cl
 
 def _usage_section(config: dict, repo: str, placeholder: bool) -> str:
     """Three ways to ask the model (tests/test_card_usage.py runs each block as written)."""
-    pre = config["tim"]["preprocessing"]
-    size, pad = pre["image_size"], tuple(pre.get("pad_color", (0, 0, 0)))
-    imports, square = "from PIL import Image", ""
-    if pre["resize_mode"] == "pad":  # timm's border mode letterboxes with the mean colour; Tim's bars are `pad`
-        imports = "from PIL import Image, ImageOps"
-        square = (f"\nimage = ImageOps.pad(image, ({size}, {size}), method=Image.Resampling.BICUBIC, color={pad})"
-                  "  # Tim's letterbox colour")
-    note = f"\n\nReplace `{PLACEHOLDER_REPO}` with the repository this checkpoint is pushed to." if placeholder else ""
+    imports, square, note = _snippet_parts(config, placeholder)
     return f"""## How to use
 
 With Tim's command (a CSV of the artist, its confidence and the top 5, for files and folders; see Tim's README),
