@@ -12,24 +12,51 @@ Paired against the first candidate with McNemar's test on the clean validation a
 
     python benchmarks/pair_members.py runs/a/best runs/b/best runs/c/best \
         --data ../shared/datasets/paintings-50 --unknown ../shared/datasets/other-artists --photos 150
+    python benchmarks/pair_members.py --smoke        # seconds, tiny random models and generated images
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from tim.checkpoint import read_config
-from tim.data import pixels_to_image, prepare_data
-from tim.evaluation import simulated_photos
-from tim.metrics import compute_metrics, paired_test
-from tim.openset import split_artists
-from tim.predictor import Predictor
-from tim.recipe import data_config_for, load_other_artists, select_artists
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import timm  # noqa: E402
+
+from tim.checkpoint import read_config, save_checkpoint  # noqa: E402
+from tim.data import pixels_to_image, prepare_data  # noqa: E402
+from tim.evaluation import simulated_photos  # noqa: E402
+from tim.metrics import compute_metrics, paired_test  # noqa: E402
+from tim.openset import split_artists  # noqa: E402
+from tim.predictor import Predictor  # noqa: E402
+from tim.recipe import data_config_for, load_other_artists, select_artists  # noqa: E402
+from tim.data import DataConfig  # noqa: E402
+from _smoke import tiny_paintings  # noqa: E402 - benchmarks/_smoke.py
+
+
+def smoke_inputs(folder: Path) -> tuple[list[str], Path, Path]:
+    """Three tiny random checkpoints on generated paintings, and generated paintings of four other artists."""
+    paintings = tiny_paintings(folder / "paintings", artists=3, per_artist=12)
+    others = tiny_paintings(folder / "others-tmp", artists=4, per_artist=4)
+    for artist in sorted(others.iterdir()):  # other artists must have names the models do not know
+        artist.rename(folder / "others-tmp" / artist.name.replace("Artist", "Other"))
+    recipe = DataConfig(source=str(paintings), image_size=32, min_images=1, duplicate_distance=-1,
+                        num_proc=1).to_dict()
+    refs = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = timm.create_model("test_resnet", num_classes=3)
+        refs.append(str(save_checkpoint(model, folder / f"model-{seed}", [f"Artist_{a}" for a in range(3)],
+                                        {"resize_mode": "pad", "image_size": 32}, extra={"data": recipe})))
+    return refs, paintings, others
 
 
 def probabilities(predictor: Predictor, pictures, desc: str) -> np.ndarray:
@@ -48,12 +75,19 @@ def row_pictures(rows):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("checkpoints", nargs="+", help="trained checkpoints on the same artists and data recipe")
-    p.add_argument("--data", required=True, help="the paintings the checkpoints were trained on")
-    p.add_argument("--unknown", required=True, help="other artists' paintings (one folder per artist)")
+    p.add_argument("checkpoints", nargs="*", help="trained checkpoints on the same artists and data recipe")
+    p.add_argument("--data", help="the paintings the checkpoints were trained on")
+    p.add_argument("--unknown", help="other artists' paintings (one folder per artist)")
     p.add_argument("--photos", type=int, default=150, help="validation paintings photographed (default: 150)")
     p.add_argument("--seed", type=int, default=0, help="photo and sample seed (default: 0)")
+    p.add_argument("--smoke", action="store_true", help="tiny random models, generated images, seconds")
     args = p.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    if args.smoke:
+        args.checkpoints, args.data, args.unknown = smoke_inputs(Path(tmp.name))
+        args.photos = 3
+    elif len(args.checkpoints) < 2 or not (args.data and args.unknown):
+        p.error("give two or more CHECKPOINTS, --data and --unknown, or --smoke")
 
     config = read_config(args.checkpoints[0])
     data = prepare_data(data_config_for(config, {"source": args.data}))
