@@ -7,7 +7,7 @@ artist among those the smaller model knows. If it wins there but loses on its ow
 painters as well and pays for the extra names; if it loses on both, it knows them worse.
 
     tim evaluate tim/bundled/paintings15-lite0 --data paintings-15 --output-dir eval15
-    tim evaluate tim/bundled/paintings50-lite0 --data paintings-50 --output-dir eval50
+    tim evaluate tim/bundled/paintings50-lite0x2 --data paintings-50 --output-dir eval50
     python benchmarks/shared_artists.py eval15 eval50 --data paintings-50
     python benchmarks/shared_artists.py --smoke        # seconds, tiny random models and generated images
 """
