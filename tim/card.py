@@ -412,14 +412,13 @@ def _snippet_parts(config: dict, placeholder: bool) -> tuple[str, str, str]:
     return imports, square, note
 
 
-def _ensemble_usage_section(config: dict, repo: str, placeholder: bool) -> str:
-    """Tim's command and API, and the members averaged with plain timm (transformers reads single models only)."""
-    members = config["tim"]["ensemble"]["members"]
-    imports, square, note = _snippet_parts(config, placeholder)
+def _tim_usage(repo: str, api: str = "") -> str:
+    """The card's "How to use" heading and its Tim blocks (the command and the Python API), the same for every
+    checkpoint; `api` says more about the API where a checkpoint needs it."""
     return f"""## How to use
 
 With Tim's command (a CSV of the artist, its confidence and the top 5, for files and folders; see Tim's README),
-or its Python API, which load the ensemble as one model:
+or its Python API{api}:
 
 ```bash
 tim predict painting.jpg --model {repo} --out answers.csv
@@ -429,7 +428,14 @@ tim predict painting.jpg --model {repo} --out answers.csv
 from tim.predictor import Predictor
 
 print(Predictor.load("{repo}").predict(["painting.jpg"])[0])
-```
+```"""
+
+
+def _ensemble_usage_section(config: dict, repo: str, placeholder: bool) -> str:
+    """Tim's command and API, and the members averaged with plain timm (transformers reads single models only)."""
+    members = config["tim"]["ensemble"]["members"]
+    imports, square, note = _snippet_parts(config, placeholder)
+    return f"""{_tim_usage(repo, ", which load the ensemble as one model")}
 
 With timm alone: each member ({", ".join(f"`{m}/`" for m in members)}) is a timm checkpoint of its own; the
 ensemble's answer is the mean of their probabilities (before Tim's calibration):
@@ -458,20 +464,7 @@ none of the artists it knows (`known`, once calibrated); plain timm gives the cl
 def _usage_section(config: dict, repo: str, placeholder: bool) -> str:
     """Three ways to ask the model (tests/test_card_usage.py runs each block as written)."""
     imports, square, note = _snippet_parts(config, placeholder)
-    return f"""## How to use
-
-With Tim's command (a CSV of the artist, its confidence and the top 5, for files and folders; see Tim's README),
-or its Python API:
-
-```bash
-tim predict painting.jpg --model {repo} --out answers.csv
-```
-
-```python
-from tim.predictor import Predictor
-
-print(Predictor.load("{repo}").predict(["painting.jpg"])[0])
-```
+    return f"""{_tim_usage(repo)}
 
 With timm alone (the config's `pretrained_cfg` states the preprocessing, the label names are beside it):
 
