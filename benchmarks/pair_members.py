@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +34,7 @@ from tim.checkpoint import read_config, save_checkpoint  # noqa: E402
 from tim.data import pixels_to_image, prepare_data  # noqa: E402
 from tim.evaluation import simulated_photos  # noqa: E402
 from tim.metrics import compute_metrics, paired_test  # noqa: E402
-from tim.openset import split_artists  # noqa: E402
+from tim.openset import open_set_report, split_artists, threshold_for  # noqa: E402
 from tim.predictor import Predictor  # noqa: E402
 from tim.recipe import data_config_for, load_other_artists, select_artists  # noqa: E402
 from tim.data import DataConfig  # noqa: E402
@@ -114,11 +113,11 @@ def main() -> None:
         mean = {k: np.mean([answers[r][k] for r in parts], axis=0) for k in ("clean", "photos", "others")}
         clean = compute_metrics(labels, mean["clean"].argmax(1))
         known, unknown = 1 - mean["clean"].max(1), 1 - mean["others"].max(1)
-        threshold = np.quantile(known, 0.95)
+        right = mean["clean"].argmax(1) == labels
+        report = open_set_report(known, right, unknown, threshold_for(known, 0.95))  # as tim calibrate measures
         return {"clean": mean["clean"].argmax(1), "accuracy": clean["accuracy"], "f1": clean["f1_macro"],
                 "photos": float(np.mean(mean["photos"].argmax(1) == labels[picks])),
-                "auroc": roc_auc_score(np.r_[np.zeros(len(known)), np.ones(len(unknown))], np.r_[known, unknown]),
-                "rejected": float(np.mean(unknown > threshold))}
+                "auroc": report["auroc"], "rejected": report["unknown_rejected"]}
 
     names = {r: f"#{i + 1}" for i, r in enumerate(args.checkpoints)}
     for ref, name in names.items():
