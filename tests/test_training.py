@@ -19,7 +19,7 @@ from tim.data import DataConfig, TransformedSplit, eval_transform
 from tim.openset import split_artists
 from tim.outliers import outlier_images
 from tim.painting import not_painting_files, split_classes
-from tim.recipe import load_other_artists, select_artists
+from tim.recipe import other_artists, select_artists
 from tim.models import Tiers, build_model, tier_groups
 from tim.training import TrainConfig, train
 
@@ -224,9 +224,7 @@ def test_outlier_exposure_trains_on_fit_parts_only_and_spreads_their_answers(tmp
                                   outlier_batch_size=4)
     outliers = outlier_images(cfg.data, sorted(COLOURS), str(others), str(photos))
 
-    config = {"tim": {"data": cfg.data.to_dict(), "preprocessing": {"image_size": 32, "resize_mode": "pad",
-                                                                     "pad_color": [0, 0, 0]}}}
-    images, artists = load_other_artists(str(others), config, sorted(COLOURS))
+    images, artists = other_artists(str(others), cfg.data, sorted(COLOURS))
     fit, held = split_artists(artists, 0.5, 0)
     assert fit and held
     seen = set(outliers["pixels"])

@@ -20,7 +20,7 @@ from tim.data import DataConfig
 from tim.data.preprocess import preprocess
 from tim.openset import split_artists
 from tim.painting import not_painting_files, split_classes
-from tim.recipe import load_other_artists, select_artists
+from tim.recipe import other_artists, select_artists
 
 FIT_FRACTION, SEED = 0.5, 0  # tim calibrate's defaults: the same artists and classes are held out
 
@@ -29,11 +29,9 @@ def outlier_images(data: DataConfig, known_artists: list[str], unknown: str | No
                    not_paintings: str | None = None) -> datasets.Dataset:
     """The fit parts of `unknown` (other artists) and `not_paintings`, as one Dataset with a `pixels` column
     prepared like `data`'s paintings (its `artist` column is meaningless: outliers have no artist)."""
-    config = {"tim": {"data": data.to_dict(), "preprocessing": {
-        "image_size": data.image_size, "resize_mode": data.resize_mode, "pad_color": list(data.pad_color)}}}
     parts = []
     if unknown:
-        images, artists = load_other_artists(unknown, config, known_artists, data.cache_dir)
+        images, artists = other_artists(unknown, data, known_artists)
         fit, _ = split_artists(artists, FIT_FRACTION, SEED)
         parts.append(select_artists(images, artists, fit))
     if not_paintings:

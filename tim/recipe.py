@@ -45,11 +45,17 @@ def data_config_for(config: dict, overrides: dict | None = None) -> DataConfig:
 
 def load_other_artists(folder: str, config: dict, known_artists: list[str], cache_dir: str | None = None):
     """The paintings of `folder` (one subfolder per artist), prepared like the checkpoint's data; (images, artists)."""
+    return other_artists(folder, data_config_for(config, {"cache_dir": cache_dir}), known_artists)
+
+
+def other_artists(folder: str, data: DataConfig, known_artists: list[str]):
+    """The paintings of `folder` (one subfolder per artist), prepared (squared, cached) like `data`'s;
+    (images, artists). OpenSetError when the folder is missing, empty, or holds one of `known_artists`."""
     if not Path(folder).is_dir():
         raise OpenSetError(f"--unknown {folder}: no such folder; give a folder of other artists' paintings, "
                            "one subfolder per artist.")
-    cfg = data_config_for(config, {"source": str(folder), "cache_dir": cache_dir})
-    cfg = dataclasses.replace(cfg, kind="imagefolder", min_images=1, artists=None, drop_labels=())
+    cfg = dataclasses.replace(data, source=str(folder), kind="imagefolder", min_images=1, artists=None,
+                              drop_labels=())
     source = prepare_source(cfg)
     artists = list(source.images.features["artist"].names)
     overlap = sorted(set(artists) & set(known_artists))
