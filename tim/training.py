@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from tim.atomic import recover_folder, replace_folder, write_text_atomically
 from tim.checkpoint import save_checkpoint
-from tim.data import DataConfig, IndexedSplit, prepare_data, split_datasets
-from tim.data.transforms import AUGMENTATIONS, TransformedSplit
+from tim.data import DataConfig, IndexedSplit, TransformedSplit, prepare_data, split_datasets
+from tim.data.transforms import AUGMENTATIONS
 from tim.distill import DistillationLoss, teacher_targets
 from tim.errors import ConfigError, RunFolderError
 from tim.images import RESIZE_MODES
