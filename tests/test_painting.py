@@ -207,3 +207,47 @@ def test_only_painting_refits_the_decision_and_keeps_calibration_and_unknown(cal
     assert after["calibration"] == before["calibration"] and after["unknown"] == before["unknown"]
     assert after["painting"]["seed"] == 1 and (folder / PAINTING_NAME).is_file()
     assert Predictor.load(str(folder)).painting.threshold == pytest.approx(after["painting"]["threshold"])
+
+
+def test_reframed_shots_are_other_views_of_the_photo_and_repeat_with_their_seed():
+    from tim.photos import reframed
+
+    photo = Image.fromarray(art(90, 120, 7).astype(np.uint8))
+    shots = reframed(photo, 3, seed=5)
+    assert len(shots) == 3 and all(s.mode == "RGB" for s in shots)
+    assert len({s.tobytes() for s in shots}) == 3  # three different framings
+    assert [s.tobytes() for s in reframed(photo, 3, seed=5)] == [s.tobytes() for s in shots]
+    assert reframed(photo, 1, seed=6)[0].tobytes() != shots[0].tobytes()
+
+
+def other_artists_folder(root: Path) -> Path:
+    """Four artists the model does not know, six paintings each."""
+    rng = np.random.default_rng(2)
+    for n, artist in enumerate(["Dora", "Emil", "Fritz", "Greta"]):
+        (root / artist).mkdir(parents=True)
+        for i in range(6):
+            pixels = np.clip(rng.uniform(0, 255, 3) + rng.normal(0, 40, size=(30, 40, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / artist / f"{artist}_{i}.png")
+    return root
+
+
+def test_the_decision_is_fitted_on_other_artists_as_photos_and_never_on_the_held_out_ones(calibrated, tmp_path):
+    folder, paintings, pages = calibrated
+    others = other_artists_folder(tmp_path / "others")
+    assert main(["calibrate", str(folder), "--data", str(paintings), "--not-paintings", str(pages),
+                 "--unknown", str(others)]) == 0
+    tim = read_config(folder)["tim"]
+    fitted = tim["painting"]["fitted_on"]
+    fit_paintings = 6 * len(tim["unknown"]["fit_artists"])
+    assert fitted["paintings"]["other artists (fit part)"] == fit_paintings
+    # every fit painting photographed in each style (a photo answers with at least one piece)
+    assert fitted["paintings"]["simulated photos of other artists (fit part)"] >= 2 * fit_paintings
+    # each fit not-painting photo: whole, located (here used whole again) and 6 other shots
+    assert fitted["not_paintings"]["pieces (whole + located + reframed)"] == 8 * fitted["not_paintings"]["pictures"]
+
+    # refitting only this decision keeps to the artists the unknown-artist decision was fitted on
+    assert main(["calibrate", str(folder), "--data", str(paintings), "--not-paintings", str(pages),
+                 "--only-painting", "--unknown", str(others)]) == 0
+    again = read_config(folder)["tim"]
+    assert again["unknown"] == tim["unknown"]
+    assert again["painting"]["fitted_on"]["paintings"]["other artists (fit part)"] == fit_paintings

@@ -14,8 +14,9 @@ config.json, refused if the data does not give the same split):
    Without `--unknown` the score is 1 - calibrated top probability (nothing to measure others with).
 3. with `--not-paintings DIR` (photos that are not paintings), "this doesn't look like a painting"
    (tim.painting): a logistic head on the model's pooled features, paintings (the training split,
-   simulated phone photos of it as the locator straightens them, the fit part of `--unknown`) against
-   the fit part of DIR, split BY CLASS (seeded); the threshold lets `--painting-retention` of the
+   simulated phone photos of it as the locator straightens them, the fit part of `--unknown` as scans
+   and as simulated photos) against the fit part of DIR, split BY CLASS (seeded), each of its photos
+   also reframed a few times (tim.photos.reframed); the threshold lets `--painting-retention` of the
    validation scans pass. The held-out classes, simulated photos of validation paintings and the
    validation scans give the figures stored with it (and printed).
 
@@ -122,6 +123,12 @@ ONLY_PAINTING_TRAIN = 2000
 # style for its figure (validation split): enough to measure a 3% goal, minutes on a 2-core CPU
 PHOTOS_FIT = 600
 PHOTOS_REPORT = 200
+# other artists' paintings (the --unknown fit part) as simulated photos, per style, among the paintings: what a
+# photo of a painting by an artist the model does not know looks like; and other shots of each fit not-painting photo
+# (tim.photos.reframed) among the pictures that are not. Both added on the bundled pair (README, issue 19): real
+# gallery photos of paintings answered "not a painting" 16.7% -> 3.3%, held-out not-paintings 92.0% -> 92.8%
+OTHER_PHOTOS_FIT = 1000
+REFRAMED = 6
 
 
 def photo_features(predictor: Predictor, rows, count: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -138,21 +145,34 @@ def photo_features(predictor: Predictor, rows, count: int, seed: int) -> list[tu
     return out
 
 
+def reframed_pictures(predictor: Predictor, paths, seed: int):
+    """REFRAMED other shots (tim.photos.reframed) of each picture of `paths`, one at a time."""
+    from tim.photos import reframed
+
+    for i, picture in enumerate(open_pictures(predictor, paths)):
+        yield from reframed(picture, REFRAMED, seed + i)
+
+
 def fit_painting_decision(predictor: Predictor, prepared, train: dict, val: dict, outliers: dict | None,
-                          folder: str, fit_fraction: float, seed: int, retention: float, out=print
-                          ) -> PaintingDetector:
-    """The not-a-painting head and threshold, with its held-out figures in `info` (see the module's docstring)."""
+                          folder: str, fit_fraction: float, seed: int, retention: float, out=print,
+                          outlier_rows=None) -> PaintingDetector:
+    """The not-a-painting head and threshold, with its held-out figures in `info` (see the module's docstring).
+    outliers: features of the other artists' fit part; outlier_rows: those paintings, to photograph."""
     files = not_painting_files(folder)
     fit_files, held_files = split_classes(files, fit_fraction, seed)
     if not fit_files or not held_files:
         raise OpenSetError(f"--not-paintings {folder}: {len({c for _, c in files})} classes cannot be split into a "
                            "part to fit and a part to report on; give more classes or another --fit-fraction.")
     fit_paths = [p for p, _ in fit_files]
-    # negatives as the Predictor meets them: each picture whole, and what the locator finds in it
+    # negatives as the Predictor meets them: each picture whole, what the locator finds in it, other shots of it
     negatives = np.concatenate([predictor.piece_outputs(open_pictures(predictor, fit_paths), whole=True)[1],
-                                predictor.piece_outputs(open_pictures(predictor, fit_paths))[1]])
+                                predictor.piece_outputs(open_pictures(predictor, fit_paths))[1],
+                                predictor.piece_outputs(reframed_pictures(predictor, fit_paths, seed), whole=True)[1]])
     photos = [f for _, f, _ in photo_features(predictor, prepared.splits["train"], PHOTOS_FIT // 2, seed)]
-    positives = np.concatenate([train["features"], *photos] + ([outliers["features"]] if outliers else []))
+    other_photos = [] if outlier_rows is None else \
+        [f for _, f, _ in photo_features(predictor, outlier_rows, OTHER_PHOTOS_FIT, seed)]
+    positives = np.concatenate([train["features"], *photos, *other_photos]
+                               + ([outliers["features"]] if outliers else []))
     detector = PaintingDetector(0.0, fit_head(positives, negatives, seed))
     score = lambda f: detector.score(torch.as_tensor(f)).numpy()  # noqa: E731
     val_scores = score(val["features"])
@@ -170,14 +190,17 @@ def fit_painting_decision(predictor: Predictor, prepared, train: dict, val: dict
         "fit_classes": sorted({c for _, c in fit_files}), "report_classes": sorted({c for _, c in held_files}),
         "fitted_on": {"paintings": {"training scans": len(train["features"]),
                                     "simulated photos of training paintings": int(sum(len(f) for f in photos)),
-                                    "other artists (fit part)": 0 if outliers is None else len(outliers["features"])},
-                      "not_paintings": {"pictures": len(fit_files), "pieces (whole + located)": len(negatives)}},
+                                    "other artists (fit part)": 0 if outliers is None else len(outliers["features"]),
+                                    "simulated photos of other artists (fit part)":
+                                        int(sum(len(f) for f in other_photos))},
+                      "not_paintings": {"pictures": len(fit_files),
+                                        "pieces (whole + located + reframed)": len(negatives)}},
         "held_out": {"not_paintings_rejected": held, "not_paintings_pictures": len(held_files),
                      "validation_scans_rejected": scans, "validation_scans": len(val_scores),
                      "validation_photos_rejected": photo_rejected, "validation_photos_per_style": PHOTOS_REPORT},
     }
     out(f"Not a painting: head fitted on {len(positives)} paintings (scans, simulated photos, other artists) vs "
-        f"{len(negatives)} pieces of {len(fit_files)} non-painting photos; threshold {detector.threshold:.4f} "
+        f"{len(negatives)} pieces and other shots of {len(fit_files)} non-painting photos; threshold {detector.threshold:.4f} "
         f"(P(painting)) lets {retention:.0%} of validation scans pass.")
     out(f"  held-out classes: {held:.1%} of {len(held_files)} non-painting photos answered 'doesn't look like a "
         f"painting'; validation scans {scans:.1%}; simulated photos of validation paintings "
@@ -187,9 +210,12 @@ def fit_painting_decision(predictor: Predictor, prepared, train: dict, val: dict
 
 def fit_painting_only(folder: Path, not_paintings: str, data: str | None = None, fit_fraction: float = 0.5,
                       seed: int = 0, retention: float = SCAN_RETENTION, batch_size: int = 64, num_workers: int = 0,
-                      cache_dir: str | None = None, accelerator: Accelerator | None = None, out=print) -> dict:
+                      cache_dir: str | None = None, accelerator: Accelerator | None = None, out=print,
+                      unknown: str | None = None) -> dict:
     """`--only-painting`: fit the not-a-painting decision alone, keeping the checkpoint's calibration and
-    unknown-artist decision as they are (the head reads features, which they do not change)."""
+    unknown-artist decision as they are (the head reads features, which they do not change). With `unknown`,
+    the other artists the unknown-artist decision was fitted on (config tim.unknown.fit_artists; else the seeded
+    half) are paintings too, as scans and as simulated photos."""
     accelerator = accelerator or Accelerator()
     validate_checkpoint(folder, replacing=("tim.painting",))
     model, config = load_checkpoint(folder)
@@ -199,13 +225,19 @@ def fit_painting_only(folder: Path, not_paintings: str, data: str | None = None,
     check_artists(predictor.labels, prepared.artists, data_cfg.source)
     check_split(config, prepared)
     not_painting_files(not_paintings)
+    outliers = outlier_rows = None
+    if unknown:
+        images, artists = load_other_artists(unknown, config, predictor.labels, cache_dir)
+        fit_artists = (config["tim"].get("unknown") or {}).get("fit_artists") or split_artists(artists, 0.5, seed)[0]
+        outlier_rows = select_artists(images, artists, fit_artists)
+        outliers = outputs(predictor, outlier_rows, accelerator, batch_size, num_workers, "Other artists (fit part)")
     train_rows = prepared.splits["train"]
     picks = np.sort(np.random.default_rng(seed).choice(len(train_rows), min(ONLY_PAINTING_TRAIN, len(train_rows)),
                                                        replace=False))
     val = outputs(predictor, prepared.splits["validation"], accelerator, batch_size, num_workers, "Validation")
     train = outputs(predictor, train_rows.select(picks), accelerator, batch_size, num_workers, "Train (part)")
-    painting = fit_painting_decision(predictor, prepared, train, val, None, not_paintings, fit_fraction, seed,
-                                     retention, out)
+    painting = fit_painting_decision(predictor, prepared, train, val, outliers, not_paintings, fit_fraction, seed,
+                                     retention, out, outlier_rows)
     if accelerator.is_main_process:
         write_into_checkpoint(folder, painting=painting)
     accelerator.wait_for_everyone()
@@ -262,15 +294,16 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
 
     val["probs"] = probs
     val["correct"] = probs.argmax(1) == val["labels"]
-    train = outliers = None
+    train = outliers = outlier_rows = None
     unknown_info: dict = {"retention": retention}
     if unknown:
         fit_artists, report_artists = split_artists(artists, fit_fraction, seed)
         unknown_info.update(unknown_dir=str(unknown), fit_fraction=fit_fraction, seed=seed,
                             fit_artists=fit_artists, report_artists=report_artists)
         if fit_artists:
-            outliers = outputs(predictor, select_artists(images, artists, fit_artists), accelerator, batch_size,
-                               num_workers, "Other artists (fit part)")
+            outlier_rows = select_artists(images, artists, fit_artists)
+            outliers = outputs(predictor, outlier_rows, accelerator, batch_size, num_workers,
+                               "Other artists (fit part)")
             outliers["probs"] = calibrated_probabilities(torch.as_tensor(outliers["logits"]), calibration).numpy()
             train = outputs(predictor, prepared.splits["train"], accelerator, batch_size, num_workers, "Train")
             out(f"Other artists: {len(artists)} in {unknown}; {len(fit_artists)} for fitting "
@@ -315,7 +348,7 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
     painting = None
     if not_paintings:
         painting = fit_painting_decision(predictor, prepared, train, val, outliers, not_paintings,
-                                         not_paintings_fit_fraction, seed, painting_retention, out)
+                                         not_paintings_fit_fraction, seed, painting_retention, out, outlier_rows)
 
     if accelerator.is_main_process:
         write_into_checkpoint(folder, calibration, detector, painting)
@@ -372,7 +405,8 @@ def add_cli(sub) -> None:
                    help="share of the --not-paintings classes used for fitting")
     p.add_argument("--only-painting", action="store_true",
                    help="with --not-paintings: fit only the not-a-painting decision, keep the checkpoint's "
-                        "calibration and unknown-artist decision as they are")
+                        "calibration and unknown-artist decision as they are (with --unknown, the other artists "
+                        "that decision was fitted on count as paintings too)")
     p.add_argument("--painting-retention", type=float, default=SCAN_RETENTION,
                    help="share of validation scans the not-a-painting threshold lets pass as paintings")
     p.add_argument("--seed", type=int, default=0, help="seed of the artist split and the heads")
@@ -390,7 +424,8 @@ def run_cli(args: argparse.Namespace) -> int:
             if not Path(args.checkpoint).is_dir():
                 raise CheckpointError(f"{args.checkpoint}: not a checkpoint folder.")
             fit_painting_only(Path(args.checkpoint), args.not_paintings, args.data, args.not_paintings_fit_fraction,
-                              args.seed, args.painting_retention, args.batch_size, args.num_workers, args.cache_dir)
+                              args.seed, args.painting_retention, args.batch_size, args.num_workers, args.cache_dir,
+                              unknown=args.unknown)
             return 0
         calibrate_checkpoint(args.checkpoint, args.data, args.unknown, args.retention, args.unknown_fit_fraction,
                              args.seed, args.batch_size, args.num_workers, args.cache_dir, args.score,

@@ -7,7 +7,8 @@ simulation measures a locator (tim.locate) and what locating wins back for a cla
     shot = simulate_photo(painting, seed=3)           # style "phone"; "oblique": further away, more off-axis
     shot.photo, shot.corners, shot.cropped            # the photo, its painting's corners, the perfect crop
 
-Same (painting, seed, style) -> the same photo, pixel for pixel.
+Same (painting, seed, style) -> the same photo, pixel for pixel. `reframed` makes other shots of an ordinary
+photo (another framing, the same camera effects): more pictures that are not paintings to fit tim.painting on.
 """
 from __future__ import annotations
 
@@ -74,6 +75,16 @@ def simulate_photo(painting: Image.Image, seed: int, style: str = "phone") -> Si
     photo = Image.fromarray(effects(image=photo)["image"])
     corners = cv2.perspectiveTransform(painting_corners[None], to_photo)[0].astype(np.float32)
     return SimulatedPhoto(photo, corners, straighten(photo, corners, trim_frame=False))
+
+
+def reframed(picture: Image.Image, count: int, seed: int) -> list[Image.Image]:
+    """`count` other shots of the scene in `picture`, seeded: a crop of 30-100% of it at another aspect,
+    mirrored or slightly turned half the time, through `camera_effects`."""
+    side = min(picture.size)
+    shoot = A.Compose([A.RandomResizedCrop(size=(side, side), scale=(0.3, 1.0), ratio=(0.6, 1.6)),
+                       A.HorizontalFlip(), A.Rotate(limit=10, p=0.3), camera_effects()], seed=seed)
+    rgb = np.asarray(picture.convert("RGB"))
+    return [Image.fromarray(shoot(image=rgb)["image"]) for _ in range(count)]
 
 
 def framed_on_wall(painting: np.ndarray, aspect: float,
