@@ -8,7 +8,8 @@ Every candidate answers the same pictures once; each pair is the average of its 
 - unknown: AUROC of 1 - top probability (no fitted decision: that is fitted afterwards, for the chosen pair)
   for the validation paintings against other artists' paintings the candidates' calibration holds out
   (the report half, split by artist as `tim calibrate` does), and the share of them rejected at 95% kept.
-Paired against the first candidate with McNemar's test on the clean validation answers.
+Paired against a baseline (the first candidate, or a pair: `--baseline 1+2`) with McNemar's test, on the clean
+validation answers and on the photos.
 
     python benchmarks/pair_members.py runs/a/best runs/b/best runs/c/best \
         --data ../shared/datasets/paintings-50 --unknown ../shared/datasets/other-artists --photos 150
@@ -79,6 +80,8 @@ def main() -> None:
     p.add_argument("--unknown", help="other artists' paintings (one folder per artist)")
     p.add_argument("--photos", type=int, default=150, help="validation paintings photographed (default: 150)")
     p.add_argument("--seed", type=int, default=0, help="photo and sample seed (default: 0)")
+    p.add_argument("--baseline", default="1", help="what the others are paired against: a candidate's number, or "
+                                                   "two joined by + for their pair (default: 1)")
     p.add_argument("--smoke", action="store_true", help="tiny random models, generated images, seconds")
     args = p.parse_args()
     tmp = tempfile.TemporaryDirectory()
@@ -87,6 +90,10 @@ def main() -> None:
         args.photos = 3
     elif len(args.checkpoints) < 2 or not (args.data and args.unknown):
         p.error("give two or more CHECKPOINTS, --data and --unknown, or --smoke")
+    numbers = args.baseline.split("+")
+    if len(numbers) > 2 or not all(n.isdigit() and 1 <= int(n) <= len(args.checkpoints) for n in numbers):
+        p.error(f"--baseline {args.baseline}: give a candidate's number (1 to {len(args.checkpoints)}) or two "
+                "joined by +, e.g. 1+2")
 
     config = read_config(args.checkpoints[0])
     data = prepare_data(data_config_for(config, {"source": args.data}))
@@ -115,7 +122,8 @@ def main() -> None:
         known, unknown = 1 - mean["clean"].max(1), 1 - mean["others"].max(1)
         right = mean["clean"].argmax(1) == labels
         report = open_set_report(known, right, unknown, threshold_for(known, 0.95))  # as tim calibrate measures
-        return {"clean": mean["clean"].argmax(1), "accuracy": clean["accuracy"], "f1": clean["f1_macro"],
+        return {"clean": mean["clean"].argmax(1), "photo_answers": mean["photos"].argmax(1),
+                "accuracy": clean["accuracy"], "f1": clean["f1_macro"],
                 "photos": float(np.mean(mean["photos"].argmax(1) == labels[picks])),
                 "auroc": report["auroc"], "rejected": report["unknown_rejected"]}
 
@@ -124,16 +132,23 @@ def main() -> None:
         print(f"{name} = {ref}")
     print(f"\nvalidation: {len(val)} scans, {len(picks)} simulated phone photos (located); "
           f"{len(others)} paintings by {len(held)} held-out other artists\n")
-    print(f"{'candidate':10} {'clean acc':>9} {'macro-F1':>8} {'photos':>7} {'AUROC':>6} {'rej@95':>7}  vs #1 (clean)")
-    base = scores((args.checkpoints[0],))
+    baseline = tuple(args.checkpoints[int(i) - 1] for i in args.baseline.split("+"))
+    base = scores(baseline)
+    print(f"{'candidate':10} {'clean acc':>9} {'macro-F1':>8} {'photos':>7} {'AUROC':>6} {'rej@95':>7}  "
+          f"vs {'+'.join(names[r] for r in baseline)}: clean | photos")
     candidates = [(r,) for r in args.checkpoints] + list(itertools.combinations(args.checkpoints, 2))
     for parts in candidates:
         s = scores(parts)
-        test = paired_test(labels, base["clean"], s["clean"])
-        paired = "" if parts == (args.checkpoints[0],) else \
-            f"  {test.difference.value:+.3f} [{test.difference.low:+.3f}, {test.difference.high:+.3f}], p = {test.mcnemar_p:.2g}"
+        paired = "" if parts == baseline else "  " + " | ".join(
+            difference(paired_test(truth, base[k], s[k]))
+            for truth, k in ((labels, "clean"), (labels[picks], "photo_answers")))
         print(f"{'+'.join(names[r] for r in parts):10} {s['accuracy']:9.3f} {s['f1']:8.3f} {s['photos']:7.3f} "
               f"{s['auroc']:6.3f} {s['rejected']:7.1%}{paired}")
+
+
+def difference(test) -> str:
+    d = test.difference
+    return f"{d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}], p = {test.mcnemar_p:.2g}"
 
 
 if __name__ == "__main__":
