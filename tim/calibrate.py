@@ -125,8 +125,8 @@ PHOTOS_FIT = 600
 PHOTOS_REPORT = 200
 # other artists' paintings (the --unknown fit part) as simulated photos, per style, among the paintings: what a
 # photo of a painting by an artist the model does not know looks like; and other shots of each fit not-painting photo
-# (tim.photos.reframed) among the pictures that are not. Both added on the bundled pair (README, issue 19): real
-# gallery photos of paintings answered "not a painting" 16.7% -> 3.3%, held-out not-paintings 92.0% -> 92.8%
+# (tim.photos.reframed) among the pictures that are not. Both added on the first bundled pair, A + B (README, issue
+# 19): real gallery photos of paintings answered "not a painting" 16.7% -> 3.3%, held-out not-paintings 92.0% -> 92.8%
 OTHER_PHOTOS_FIT = 1000
 REFRAMED = 6
 
