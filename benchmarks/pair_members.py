@@ -132,7 +132,7 @@ def main() -> None:
         print(f"{name} = {ref}")
     print(f"\nvalidation: {len(val)} scans, {len(picks)} simulated phone photos (located); "
           f"{len(others)} paintings by {len(held)} held-out other artists\n")
-    baseline = tuple(args.checkpoints[int(i) - 1] for i in args.baseline.split("+"))
+    baseline = tuple(args.checkpoints[int(i) - 1] for i in numbers)
     base = scores(baseline)
     print(f"{'candidate':10} {'clean acc':>9} {'macro-F1':>8} {'photos':>7} {'AUROC':>6} {'rej@95':>7}  "
           f"vs {'+'.join(names[r] for r in baseline)}: clean | photos")

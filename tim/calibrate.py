@@ -145,11 +145,11 @@ def photo_features(predictor: Predictor, rows, count: int, seed: int) -> list[tu
     return out
 
 
-def reframed_pictures(predictor: Predictor, paths, seed: int):
-    """REFRAMED other shots (tim.photos.reframed) of each picture of `paths`, one at a time."""
+def reframed_pictures(pictures: list, seed: int):
+    """REFRAMED other shots (tim.photos.reframed) of each of `pictures`, one at a time."""
     from tim.photos import reframed
 
-    for i, picture in enumerate(open_pictures(predictor, paths)):
+    for i, picture in enumerate(pictures):
         yield from reframed(picture, REFRAMED, seed + i)
 
 
@@ -163,11 +163,11 @@ def fit_painting_decision(predictor: Predictor, prepared, train: dict, val: dict
     if not fit_files or not held_files:
         raise OpenSetError(f"--not-paintings {folder}: {len({c for _, c in files})} classes cannot be split into a "
                            "part to fit and a part to report on; give more classes or another --fit-fraction.")
-    fit_paths = [p for p, _ in fit_files]
+    fit_pictures = list(open_pictures(predictor, [p for p, _ in fit_files]))  # decoded once, used three ways
     # negatives as the Predictor meets them: each picture whole, what the locator finds in it, other shots of it
-    negatives = np.concatenate([predictor.piece_outputs(open_pictures(predictor, fit_paths), whole=True)[1],
-                                predictor.piece_outputs(open_pictures(predictor, fit_paths))[1],
-                                predictor.piece_outputs(reframed_pictures(predictor, fit_paths, seed), whole=True)[1]])
+    negatives = np.concatenate([predictor.piece_outputs(fit_pictures, whole=True)[1],
+                                predictor.piece_outputs(fit_pictures)[1],
+                                predictor.piece_outputs(reframed_pictures(fit_pictures, seed), whole=True)[1]])
     photos = [f for _, f, _ in photo_features(predictor, prepared.splits["train"], PHOTOS_FIT // 2, seed)]
     other_photos = [] if outlier_rows is None else \
         [f for _, f, _ in photo_features(predictor, outlier_rows, OTHER_PHOTOS_FIT, seed)]
