@@ -59,6 +59,17 @@ def test_the_threshold_keeps_the_stated_share_of_known_paintings():
         assert retention <= kept < retention + 2 / 341
 
 
+def test_entropy_calls_an_answer_spread_over_many_artists_less_known_than_one_torn_between_two():
+    """Both answers give their top artist 50%: max-probability cannot tell them apart, entropy can."""
+    probs = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.5, 0.17, 0.17, 0.16], [1.0, 0.0, 0.0, 0.0], [0.25] * 4])
+    detector = UnknownDetector("entropy", threshold=0.9)
+    scores = detector.score(probs.log(), torch.zeros(4, 8), probs)
+    assert scores[2] == pytest.approx(0.0, abs=1e-6) and scores[3] == pytest.approx(np.log(4), abs=1e-6)
+    assert scores[0] < scores[1] and UnknownDetector("max-probability", 0.9).score(probs.log(), torch.zeros(4, 8), probs)[0] == 0.5
+    assert detector.to_config() == {"score": "entropy", "threshold": 0.9}  # nothing fitted, no statistics file
+    assert (scores <= detector.threshold).tolist() == [True, False, True, False]
+
+
 def test_other_artists_are_split_by_artist_reproducibly():
     names = [f"artist{i}" for i in range(10)]
     fit_part, report = split_artists(names, 0.5, seed=3)
@@ -176,9 +187,10 @@ def test_a_rejected_painting_keeps_its_closest_artist(setup):
     assert not p.known and p.artist in ARTISTS and p.top[0][0] == p.artist
 
 
-def test_a_network_trained_with_outlier_exposure_keeps_max_probability(setup, capsys):
+def test_a_network_trained_with_outlier_exposure_keeps_a_score_of_its_own_answer(setup, capsys):
     """After --outlier-exposure the fit part of the other artists has been seen in training: a head fitted on it
-    would be chosen on flattering figures, so calibrate keeps the score training taught, and says why."""
+    would be chosen on flattering figures, so calibrate keeps to the scores that read the network's own answer
+    (the better of max-probability and entropy on that part), and says why."""
     folder, paintings, others = setup
     config = read_config(folder)
     config["tim"]["train"] = {"outlier_exposure": 0.5}
@@ -186,5 +198,8 @@ def test_a_network_trained_with_outlier_exposure_keeps_max_probability(setup, ca
     assert main(["calibrate", str(folder), "--data", str(paintings), "--unknown", str(others)]) == 0
     assert "trained with outlier exposure" in capsys.readouterr().out
     unknown = read_config(folder)["tim"]["unknown"]
-    assert unknown["score"] == "max-probability" and "outlier exposure" in unknown["selected_by"]
-    assert len(unknown["candidates"]) >= 3  # the table is still measured and kept
+    assert unknown["score"] in ("max-probability", "entropy") and "outlier exposure" in unknown["selected_by"]
+    own = {r["score"]: r["auroc"] for r in unknown["candidates"] if r["score"] in ("max-probability", "entropy")}
+    assert own[unknown["score"]] == max(own.values())
+    assert len(unknown["candidates"]) >= 4  # the table is still measured and kept
+    assert not (folder / UNKNOWN_NAME).exists()  # nothing fitted, nothing stored

@@ -51,6 +51,7 @@ from tim.evaluation import EvaluationError, check_artists, open_pictures, simula
 from tim.openset import (
     NEEDS_OUTLIERS,
     SCORES,
+    UNFITTED,
     OpenSetError,
     UnknownDetector,
     candidate_scores,
@@ -67,7 +68,8 @@ from tim.recipe import RecipeError, data_config_for, load_other_artists, select_
 from tim.validate import validate_checkpoint
 
 # scores compared when other artists' paintings are given; knn-cosine would store the whole training set
-DEFAULT_CANDIDATES = ("max-probability", "mahalanobis", "outlier-exposure", "outlier-exposure+max-probability")
+DEFAULT_CANDIDATES = ("max-probability", "entropy", "mahalanobis", "outlier-exposure",
+                      "outlier-exposure+max-probability")
 
 
 def raw_predictor(model, config: dict, device) -> Predictor:
@@ -310,8 +312,9 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
                 f"({len(outliers['labels'])} paintings), {len(report_artists)} held out for `tim evaluate --unknown`.")
     chosen, table = choose_unknown_score(val, train, outliers, retention, seed=seed)
     seen = bool(table) and trained_with_outliers(folder, config)
-    if seen:  # the heads fitted on the fit part would be chosen on paintings the network was trained on
-        chosen = "max-probability"
+    if seen:  # heads fitted on the fit part would be chosen on paintings the network was trained on: keep to the
+        # scores that fit nothing there (the network's own answer), best AUROC among them
+        chosen = max((r for r in table if r["score"] in UNFITTED), key=lambda r: r["auroc"])["score"]
     if score != "auto":
         chosen = score
     if table:
@@ -324,15 +327,15 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
                 f"{row['open_set_accuracy']:12.3f}")
         if seen:
             out("  the network was trained with outlier exposure on this fit part (tim.outliers), so the figures above "
-                "flatter scores fitted on it; kept the score that training taught: max-probability")
+                f"flatter scores fitted on it; kept the best of the scores that read the network's own answer: {chosen}")
     elif score == "auto":
         out("No --unknown DIR: the unknown-artist score is 1 - calibrated top probability (with paintings of other "
             "artists Tim would compare feature-space scores and outlier exposure and keep the best).")
 
-    if (chosen != "max-probability" or not_paintings) and train is None:
+    if (chosen not in UNFITTED or not_paintings) and train is None:
         train = outputs(predictor, prepared.splits["train"], accelerator, batch_size, num_workers, "Train")
-    stats = fit_statistics(chosen, train["features"], train["labels"], None if outliers is None else
-                           outliers["features"], seed) if chosen != "max-probability" else {}
+    stats = {} if chosen in UNFITTED else fit_statistics(chosen, train["features"], train["labels"],
+                                                         None if outliers is None else outliers["features"], seed)
     detector = UnknownDetector(chosen, 0.0, stats)
     known_scores = detector.score(torch.as_tensor(val["logits"]), torch.as_tensor(val["features"]),
                                   torch.as_tensor(probs)).numpy()
@@ -340,7 +343,8 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
     kept = float((known_scores <= detector.threshold).mean())
     unknown_info.update(validation_images=len(val["labels"]), validation_kept=kept,
                         candidates=table, selected_by="--score" if score != "auto" else (
-                            "trained with outlier exposure on the fit part: max-probability" if seen else
+                            "trained with outlier exposure on the fit part: the best AUROC among the scores that "
+                            "fit nothing on it (" + ", ".join(UNFITTED) + ")" if seen else
                             "best AUROC on validation" if table else "no other artists given"))
     detector.info = unknown_info
     out(f"  kept: {chosen}, threshold {detector.threshold:.4f} (keeps {kept:.1%} of validation paintings as known)")

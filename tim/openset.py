@@ -9,6 +9,9 @@ validation split so that a stated share of known-artist paintings is kept.
 Candidate scores, compared side by side by `tim calibrate` (`compare_scores`):
 
 * ``max-probability``: 1 - the calibrated top probability;
+* ``entropy``: the entropy of the calibrated probabilities (how spread the whole answer is, not only its top; for
+  an ensemble the total uncertainty of the members' mean, and what outlier exposure in training aims at: the
+  uniform answer has the highest);
 * ``mahalanobis``: distance of the features to the nearest artist's mean, under a
   shared (Ledoit-Wolf) covariance fitted on the training split;
 * ``knn-cosine``: 1 - mean cosine similarity to the 10 nearest training paintings;
@@ -33,8 +36,10 @@ from safetensors.torch import load_file, save_file
 from tim.checkpoint import UNKNOWN_NAME, CheckpointError, inside
 from tim.errors import UserError
 
-SCORES = ("max-probability", "mahalanobis", "knn-cosine", "outlier-exposure", "outlier-exposure+max-probability")
+SCORES = ("max-probability", "entropy", "mahalanobis", "knn-cosine", "outlier-exposure",
+          "outlier-exposure+max-probability")
 NEEDS_OUTLIERS = ("outlier-exposure", "outlier-exposure+max-probability")
+UNFITTED = ("max-probability", "entropy")  # read the model's answer alone: nothing is fitted, nothing is stored
 KNN = 10
 
 
@@ -89,6 +94,10 @@ def _max_probability(t, logits, features, probs):
     return 1.0 - probs.max(-1).values
 
 
+def _entropy(t, logits, features, probs):
+    return -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+
+
 def _mahalanobis(t, logits, features, probs):
     """min over artists of (f - mean_k)' P (f - mean_k), expanded so no N x K x D x D product is formed."""
     means, precision = t["class_means"], t["precision"]
@@ -122,6 +131,7 @@ def statistics_shapes(score: str, classes: int, features: int) -> dict[str, tupl
     k, d = classes, features
     return {
         "max-probability": {},
+        "entropy": {},
         "mahalanobis": {"class_means": (k, d), "precision": (d, d)},
         "knn-cosine": {"bank": (None, d)},
         "outlier-exposure": {"mean": (d,), "scale": (d,), "coef": (k + 1, d), "intercept": (k + 1,)},
@@ -131,6 +141,7 @@ def statistics_shapes(score: str, classes: int, features: int) -> dict[str, tupl
 
 SCORE_FUNCTIONS = {
     "max-probability": _max_probability,
+    "entropy": _entropy,
     "mahalanobis": _mahalanobis,
     "knn-cosine": _knn_cosine,
     "outlier-exposure": _outlier_exposure,
@@ -146,7 +157,7 @@ def fit_statistics(score: str, train_features: np.ndarray, train_labels: np.ndar
     """The statistics `score` needs, from the training split's features (and other artists' for outlier exposure)."""
     f = np.asarray(train_features, dtype=np.float64)
     y = np.asarray(train_labels)
-    if score == "max-probability":
+    if score in UNFITTED:
         return {}
     if score == "mahalanobis":
         from sklearn.covariance import LedoitWolf
