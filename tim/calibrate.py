@@ -327,7 +327,8 @@ def calibrate_checkpoint(folder: str | Path, data: str | None = None, unknown: s
                 f"{row['open_set_accuracy']:12.3f}")
         if seen:
             out("  the network was trained with outlier exposure on this fit part (tim.outliers), so the figures above "
-                f"flatter scores fitted on it; kept the best of the scores that read the network's own answer: {chosen}")
+                "flatter scores fitted on it; kept the best of the scores that read the network's own answer: "
+                f"{chosen}")
     elif score == "auto":
         out("No --unknown DIR: the unknown-artist score is 1 - calibrated top probability (with paintings of other "
             "artists Tim would compare feature-space scores and outlier exposure and keep the best).")
