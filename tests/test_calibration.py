@@ -203,3 +203,22 @@ def test_a_network_trained_with_outlier_exposure_keeps_a_score_of_its_own_answer
     assert own[unknown["score"]] == max(own.values())
     assert len(unknown["candidates"]) >= 4  # the table is still measured and kept
     assert not (folder / UNKNOWN_NAME).exists()  # nothing fitted, nothing stored
+
+
+def test_tim_calibrate_score_entropy_answers_with_the_entropy_of_the_calibrated_answer(setup):
+    """--score entropy needs no other artists and stores no statistics; the Predictor's unknown_score is then the
+    entropy of the probabilities it shows, and a painting above the threshold is "not one of my artists"."""
+    folder, paintings, _ = setup
+    assert main(["calibrate", str(folder), "--data", str(paintings), "--score", "entropy", "--retention", "0.5"]) == 0
+    unknown = read_config(folder)["tim"]["unknown"]
+    assert unknown["score"] == "entropy" and unknown["selected_by"] == "--score"
+    assert not (folder / UNKNOWN_NAME).exists()
+
+    predictor = Predictor.load(str(folder))
+    answers = predictor.predict(sorted(str(p) for p in paintings.rglob("*.png")))
+    for p in answers:
+        probs = np.array([q for _, q in p.top])  # three artists: the top-5 holds the whole answer
+        assert len(probs) == len(ARTISTS) and probs.sum() == pytest.approx(1, abs=1e-4)
+        assert p.unknown_score == pytest.approx(float(-(probs * np.log(probs)).sum()), abs=1e-4)
+        assert p.known == (p.unknown_score <= unknown["threshold"])
+    assert {p.known for p in answers} == {True, False}  # a threshold at half the validation paintings splits them
