@@ -6,7 +6,7 @@ them) from what the model already computes, its logits and its pooled features
 (the classifier's input), and says "unknown" above a threshold chosen on the
 validation split so that a stated share of known-artist paintings is kept.
 
-Candidate scores, compared side by side by `tim calibrate` (`compare_scores`):
+Candidate scores, compared side by side by `tim calibrate` (`candidate_scores`):
 
 * ``max-probability``: 1 - the calibrated top probability;
 * ``entropy``: the entropy of the calibrated probabilities (how spread the whole answer is, not only its top; for
