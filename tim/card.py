@@ -96,7 +96,8 @@ def build_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCa
         _artists_section(config),
         _data_section(data, dataset_id, dataset_label, results),
         _preprocessing_section(config),
-        _members_section(folder, config) if tim_block.get("ensemble") else _training_section(tim_block.get("train")),
+        (_members_section(folder, config) if tim_block.get("ensemble")
+         else _training_section(tim_block.get("train"), tim_block.get("average"))),
         (_ensemble_usage_section if tim_block.get("ensemble") else _usage_section)(config, repo, repo_id is None),
         _limits_section(config),
     ]
@@ -372,11 +373,16 @@ def _preprocessing_section(config: dict) -> str:
     )
 
 
-def _training_section(train: dict | None) -> str:
+def _training_section(train: dict | None, average: dict | None = None) -> str:
+    origin = ""
+    if average:  # tim average: the weights are a mean of other checkpoints'; the recipe shown is the last one's
+        parts = [f"{float(w):.2f} × `{s}`" for s, w in zip(average.get("sources") or [], average.get("weights") or [])]
+        origin = ("The weights are the weighted mean (`tim average`) of " + " + ".join(parts)
+                  + "; the recipe below is the last one's.\n\n")
     if not train:
-        return "## Training\n\nThe training recipe was not recorded in this checkpoint."
+        return f"## Training\n\n{origin}The training recipe was not recorded in this checkpoint."
     rows = [f"| {k} | {json.dumps(v) if isinstance(v, (dict, list, tuple)) else v} |" for k, v in train.items()]
-    return "## Training\n\n| setting | value |\n|---|---|\n" + "\n".join(rows)
+    return f"## Training\n\n{origin}| setting | value |\n|---|---|\n" + "\n".join(rows)
 
 
 def _members_section(folder: Path, config: dict) -> str:
@@ -394,7 +400,7 @@ def _members_section(folder: Path, config: dict) -> str:
                          + "".join(f" Its own {k.replace('_', ' ')}: {v:.3f}." for k, v in
                                    (member.get("validation") or {}).items() if isinstance(v, (int, float))))
             lines.append("")
-        lines.append(_training_section(member.get("train")).split("\n\n", 1)[1])
+        lines.append(_training_section(member.get("train"), member.get("average")).split("\n\n", 1)[1])
     return "\n".join(lines)
 
 

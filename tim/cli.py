@@ -22,6 +22,7 @@ COMMANDS = {
     "models": ("tim.modelinfo", "parameters, size, GFLOPs and structure of timm architectures"),
     "predict": ("tim.predict", "predict the artist of image files and folders into a CSV"),
     "ensemble": ("tim.ensemble", "join checkpoints trained on the same artists into one checkpoint"),
+    "average": ("tim.average", "average the weights of checkpoints fine-tuned from one another"),
     "export": ("tim.export", "copy a checkpoint in half precision, checked against the original"),
     "push": ("tim.hub", "upload a checkpoint and its model card to the Hugging Face Hub"),
     "card": ("tim.hub", "write or refresh a checkpoint's model card (README.md) without pushing"),

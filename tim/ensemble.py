@@ -95,15 +95,16 @@ COMPARED = {  # what members must share: field -> how it reads in the message
 }
 
 
-def check_compatible(folders: list[Path], configs: list[dict]) -> None:
-    """EnsembleError at the first field in which a member differs from the first member."""
+def check_compatible(folders: list[Path], configs: list[dict], what: str = "ensemble members") -> None:
+    """EnsembleError at the first field in which a member differs from the first member (`what` they are, for
+    the message)."""
     first, base = folders[0], configs[0]
     for folder, config in zip(folders[1:], configs[1:]):
         for field, read in COMPARED.items():
             if read(config) != read(base):
                 raise EnsembleError(f"{folder} and {first}: {field} differ ({_difference(read(config), read(base))}); "
-                                    "ensemble members must be trained on the same artists in the same order, with "
-                                    "the same preprocessing and data recipe.")
+                                    f"{what} must be trained on the same artists in the same order, with the same "
+                                    "preprocessing and data recipe.")
 
 
 def member_config(config: dict) -> dict:
