@@ -6,8 +6,6 @@ from (config and card), join an ensemble, and refuse what it cannot honestly ave
 """
 from __future__ import annotations
 
-import json
-
 import pytest
 import timm
 import torch
@@ -114,15 +112,3 @@ def test_what_cannot_be_averaged_is_refused_before_anything_is_written(setup, tm
     assert tim_main(["average", *args, "--out", str(out)]) == 1
     assert message in capsys.readouterr().err
     assert not out.exists()
-
-
-def test_an_existing_folder_is_kept_unless_overwrite_is_given(setup, tmp_path, capsys):
-    _, _, start, tuned = setup
-    out = tmp_path / "avg"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    assert tim_main(["average", str(start), str(tuned), "--out", str(out)]) == 1
-    assert "already exists; pass --overwrite" in capsys.readouterr().err
-    assert (out / "notes.txt").read_text() == "mine"
-    assert tim_main(["average", str(start), str(tuned), "--out", str(out), "--overwrite"]) == 0
-    assert json.loads((out / "config.json").read_text())["tim"]["average"]["weights"] == [0.5, 0.5]

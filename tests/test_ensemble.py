@@ -205,16 +205,17 @@ def test_members_on_another_recipe_are_refused(setup, tmp_path, capsys):
     assert re.search(r"tim\.data \(data recipe\) differ \(seed: 7 vs 42\)", capsys.readouterr().err)
 
 
-def test_an_existing_out_is_kept_unless_overwrite(setup, tmp_path, capsys):
+@pytest.mark.parametrize("command", ["ensemble", "average"])  # joining checkpoints, or averaging their weights
+def test_an_existing_out_is_kept_unless_overwrite(setup, tmp_path, capsys, command):
     _, a, b, _ = setup
     out = tmp_path / "pair"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    assert tim_main(["ensemble", str(a), str(b), "--out", str(out)]) == 1
+    assert tim_main([command, str(a), str(b), "--out", str(out)]) == 1
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert (out / "mine.txt").read_text() == "keep me"
-    assert tim_main(["ensemble", str(a), str(b), "--out", str(out), "--overwrite"]) == 0
-    assert not (out / "mine.txt").exists() and read_config(out)["tim"]["ensemble"]
+    assert tim_main([command, str(a), str(b), "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "mine.txt").exists() and read_config(out)["tim"][command]
 
 
 # ---------------------------------------------------------------- a hostile ensemble

@@ -375,8 +375,9 @@ def _preprocessing_section(config: dict) -> str:
 
 def _training_section(train: dict | None, average: dict | None = None) -> str:
     origin = ""
-    if average:  # tim average: the weights are a mean of other checkpoints'; the recipe shown is the last one's
-        parts = [f"{float(w):.2f} × `{s}`" for s, w in zip(average.get("sources") or [], average.get("weights") or [])]
+    if isinstance(average, dict):  # tim average: the weights are a mean of others; the recipe shown is the last one's
+        parts = [f"{w:.2f} × `{s}`" if isinstance(w, (int, float)) else f"{w} × `{s}`"
+                 for s, w in zip(average.get("sources") or [], average.get("weights") or [])]
         origin = ("The weights are the weighted mean (`tim average`) of " + " + ".join(parts)
                   + "; the recipe below is the last one's.\n\n")
     if not train:
