@@ -26,11 +26,12 @@ from pathlib import Path
 import torch
 
 from tim.checkpoint import MAX_MEMBERS, CheckpointError, is_ensemble, save_checkpoint
-from tim.ensemble import check_compatible, source_name
+from tim.ensemble import MEMBER_ONLY, check_compatible, source_name
 from tim.hub import open_checkpoint
 
-# what a source's config says about that source alone, not about the average
-SOURCE_ONLY = ("epoch", "validation", "metrics", "calibration", "unknown", "painting", "export", "ensemble")
+# what a source's config says about that source alone, not about the average: what an ensemble member drops,
+# and the source's own training outcome
+SOURCE_ONLY = MEMBER_ONLY + ("epoch", "validation", "metrics", "ensemble")
 
 
 class AverageError(CheckpointError):
