@@ -63,7 +63,7 @@ def probabilities(predictor: Predictor, pictures, desc: str) -> np.ndarray:
     """Softmax of the raw logits (no calibration: it does not change the top answer) for PIL pictures."""
     out = []
     for picture in tqdm(pictures, desc=desc, leave=False):
-        logits, _ = predictor.logits_and_features(predictor.preprocessor.tensor(picture)[0][None])
+        logits = predictor.outputs(predictor.preprocessor.tensor(picture)[0][None]).logits
         out.append(logits.softmax(-1)[0].numpy())
     return np.stack(out)
 

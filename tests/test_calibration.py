@@ -173,7 +173,7 @@ def test_a_checkpoint_from_before_calibration_loads_and_answers_as_before(setup)
     image = str(next((paintings / "Bruno").iterdir()))
     p = predictor.predict([image])[0]
     x = predictor.preprocess(image)[0][None]
-    logits, features = predictor.logits_and_features(x)
+    logits, features, _ = predictor.outputs(x)
     assert p.known and p.confidence == pytest.approx(float(logits.softmax(-1).max()), abs=1e-5)
     assert p.unknown_score == pytest.approx(1 - p.confidence, abs=1e-5)
     with torch.inference_mode():

@@ -9,6 +9,7 @@ import torch
 from app_helpers import jpeg_bytes, make_checkpoint, picture
 
 from tim import engine as engines
+from tim.models import texture_size
 from tim.predictor import Predictor
 
 
@@ -33,14 +34,14 @@ def engine_files(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.onnx"))
 
 
-def test_engine_gives_the_models_logits_and_features_and_is_cached_beside_the_checkpoint(checkpoint, built,
+def test_engine_gives_the_models_logits_features_and_texture_and_is_cached_beside_the_checkpoint(checkpoint, built,
                                                                                            monkeypatch):
     fast = Predictor.load(str(checkpoint), engine="auto")
     eager = Predictor.load(str(checkpoint), engine="eager")
     x = batch(fast)
-    logits, features = fast.logits_and_features(x)
+    logits, features, texture = fast.outputs(x)
     assert fast.engine is not None and eager.engine is None
-    want_logits, want_features = eager.logits_and_features(x)
+    want_logits, want_features, want_texture = eager.outputs(x)
     model = eager.model
     with torch.inference_mode():  # the contract: features before the classifier, logits from them
         ref_features = model.forward_head(model.forward_features(x), pre_logits=True)
@@ -48,6 +49,8 @@ def test_engine_gives_the_models_logits_and_features_and_is_cached_beside_the_ch
     assert logits.shape == (5, 5) and features.shape == ref_features.shape
     assert torch.allclose(logits, want_logits, atol=1e-4) and torch.allclose(features, ref_features, atol=1e-4)
     assert torch.equal(logits.argmax(1), want_logits.argmax(1))
+    assert texture.shape == (5, texture_size(model)) and texture.shape[1] > 0  # what "not a painting" also reads
+    assert torch.allclose(texture, want_texture, atol=1e-4)
     assert torch.allclose(fast.probabilities(x), want_logits.softmax(-1), atol=1e-5)
     [cached] = engine_files(checkpoint)
     assert cached.parent == checkpoint / engines.ENGINE_DIR
@@ -57,7 +60,7 @@ def test_engine_gives_the_models_logits_and_features_and_is_cached_beside_the_ch
 
     monkeypatch.setattr(engines, "export_onnx", no_export)
     again = Predictor.load(str(checkpoint), engine="auto")
-    assert again.engine is not None and torch.allclose(again.logits_and_features(x)[0], logits)
+    assert again.engine is not None and torch.allclose(again.outputs(x).logits, logits)
 
 
 def test_a_model_without_a_local_folder_gets_its_engine_in_the_tim_cache(checkpoint, built, tmp_path, monkeypatch):
@@ -84,7 +87,7 @@ def test_an_engine_file_tim_did_not_build_for_these_weights_is_not_trusted(check
     key.mkdir(parents=True)
     shutil.copy(foreign, key / name)
     x = batch(predictor)
-    assert torch.allclose(predictor.logits_and_features(x)[0], eager.logits_and_features(x)[0], atol=1e-4)
+    assert torch.allclose(predictor.outputs(x).logits, eager.outputs(x).logits, atol=1e-4)
     assert "ignoring engine file" in capsys.readouterr().err
     assert (key / name).read_bytes() != foreign.read_bytes()  # rebuilt from this model and put in its place
 

@@ -92,8 +92,8 @@ def test_its_probabilities_are_the_mean_of_its_members(setup, pictures):
     expected = (members[0].probabilities(x) + members[1].probabilities(x)) / 2
     assert torch.allclose(ensemble.probabilities(x), expected, atol=1e-6)
     assert not torch.allclose(members[0].probabilities(x), members[1].probabilities(x), atol=1e-3)
-    features = torch.cat([m.logits_and_features(x)[1] for m in members], dim=1)
-    assert torch.allclose(ensemble.logits_and_features(x)[1], features)  # what the decisions read: both members'
+    features = torch.cat([m.outputs(x).features for m in members], dim=1)
+    assert torch.allclose(ensemble.outputs(x).features, features)  # what the decisions read: both members'
 
 
 def test_the_fast_cpu_engine_answers_like_eager_pytorch(setup, pictures):

@@ -14,12 +14,15 @@ import timm
 import torch
 from app_helpers import make_checkpoint
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
-from tim.checkpoint import PAINTING_NAME, read_config, save_checkpoint
+from tim.checkpoint import PAINTING_NAME, CheckpointError, read_config, save_checkpoint
 from tim.cli import main
 from tim.data import DataConfig
+from tim.models import TextureTap, texture_size
 from tim.painting import PaintingDetector, split_classes
 from tim.predictor import Predictor
+from tim.validate import validate_checkpoint
 
 # the columns before issue 19, in their places (artist_name: issue 21)
 OLD_COLUMNS = ["path", "artist", "confidence", "top5", "error", "known", "unknown_score", "artist_name"]
@@ -183,6 +186,69 @@ def test_a_checkpoint_without_the_decision_counts_every_picture_as_a_painting(ca
     assert all(p.painting and p.painting_score is None for p in answers)
 
 
+@pytest.mark.parametrize("engine", ["eager", "auto"])
+def test_the_decision_reads_texture_and_answers_alike_with_and_without_grad_cam(calibrated, engine):
+    folder, _, pages = calibrated
+    block = read_config(folder)["tim"]["painting"]
+    predictor = Predictor.load(str(folder), engine=engine)
+    head = load_file(str(folder / PAINTING_NAME))
+    assert block["inputs"] == ["features", "texture"] and "texture statistics" in block["score"]
+    assert head["mean"].shape == (predictor.model.num_features + texture_size(predictor.model),)
+    pictures = [str(p) for p in sorted(pages.iterdir())[:3]]
+    plain = [a[0].painting_score for a in predictor.analyse(pictures, whole=True)]
+    explained = [a[0].prediction.painting_score for a in predictor.analyse(pictures, whole=True, explain=True)]
+    assert np.allclose(plain, explained, atol=1e-4)  # Grad-CAM's forward gives the decision the same texture
+
+
+def test_a_head_fitted_before_texture_still_answers_on_features_alone(calibrated):
+    folder, _, pages = calibrated
+    predictor = Predictor.load(str(folder))
+    d = predictor.model.num_features
+    head = {k: v.float() for k, v in load_file(str(folder / PAINTING_NAME)).items()}
+    old = {"mean": head["mean"][:d], "scale": head["scale"][:d], "coef": head["coef"][:, :d],
+           "intercept": head["intercept"]}
+    save_file({k: v.contiguous() for k, v in old.items()}, str(folder / PAINTING_NAME))
+    config = read_config(folder)
+    del config["tim"]["painting"]["inputs"]  # what `tim calibrate` wrote before the texture
+    (folder / "config.json").write_text(json.dumps(config))
+    validate_checkpoint(folder)
+    predictor = Predictor.load(str(folder))
+    x = torch.stack([predictor.preprocess(str(p))[0] for p in sorted(pages.iterdir())[:4]])
+    outputs = predictor.outputs(x)
+    z = (outputs.features - old["mean"]) / old["scale"]
+    want = (z @ old["coef"].T + old["intercept"]).softmax(-1)[:, 0]
+    assert torch.allclose(predictor.answer(*outputs).painting_score, want, atol=1e-5)
+
+
+def test_a_head_that_reads_something_else_is_refused_naming_the_key(calibrated):
+    folder, _, _ = calibrated
+    config = read_config(folder)
+    config["tim"]["painting"]["inputs"] = ["features", "pixels"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="tim.painting.inputs"):
+        validate_checkpoint(folder)
+
+
+@pytest.mark.parametrize("name", ["test_efficientnet", "test_resnet", "test_convnext"])
+def test_texture_is_the_spread_of_timms_stage_before_last(name):
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_classes=3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        [stage] = model.forward_intermediates(x, indices=[len(model.feature_info) - 2], intermediates_only=True)
+    want = torch.cat([stage.mean((2, 3)), stage.std((2, 3))], dim=1)
+    tap = TextureTap(model)
+    with torch.inference_mode():
+        model.forward_features(x)
+        texture = tap.take()
+    assert texture.shape == (2, texture_size(model)) and torch.allclose(texture, want, atol=1e-5)
+    assert tap.take() is None  # handed over once: a later answer never reads a stale texture
+    tap.close()
+    with torch.inference_mode():
+        model.forward_features(x)
+    assert tap.take() is None
+
+
 def test_not_paintings_are_split_by_class_reproducibly():
     files = [(f"{c}_{i}.jpg", c) for c in "abcdefgh" for i in range(3)]
     fit, held = split_classes(files, 0.5, seed=0)
@@ -191,8 +257,6 @@ def test_not_paintings_are_split_by_class_reproducibly():
 
 
 def test_a_painting_block_without_its_file_is_refused_with_what_to_do(tmp_path):
-    from tim.checkpoint import CheckpointError
-
     config = {"tim": {"painting": {"file": PAINTING_NAME, "threshold": 0.5}}}
     with pytest.raises(CheckpointError, match="tim calibrate --not-paintings"):
         PaintingDetector.from_checkpoint(config, tmp_path)

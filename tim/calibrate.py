@@ -13,7 +13,7 @@ config.json, refused if the data does not give the same split):
    are printed side by side on the same validation data and the best AUROC is kept.
    Without `--unknown` the score is 1 - calibrated top probability (nothing to measure others with).
 3. with `--not-paintings DIR` (photos that are not paintings), "this doesn't look like a painting"
-   (tim.painting): a logistic head on the model's pooled features, paintings (the training split,
+   (tim.painting): a logistic head on the model's pooled features and texture statistics, paintings (the training split,
    simulated phone photos of it as the locator straightens them, the fit part of `--unknown` as scans
    and as simulated photos) against the fit part of DIR, split BY CLASS (seeded), each of its photos
    also reframed a few times (tim.photos.reframed); the threshold lets `--painting-retention` of the
@@ -61,7 +61,16 @@ from tim.openset import (
     threshold_for,
 )
 from tim.outliers import trained_with_outliers
-from tim.painting import SCAN_RETENTION, PaintingDetector, fit_head, not_painting_files, rejected_share, split_classes
+from tim.painting import (
+    INPUTS,
+    SCAN_RETENTION,
+    PaintingDetector,
+    fit_head,
+    head_inputs,
+    not_painting_files,
+    rejected_share,
+    split_classes,
+)
 from tim.painting import threshold_for as painting_threshold
 from tim.predictor import Predictor
 from tim.recipe import RecipeError, data_config_for, load_other_artists, select_artists
@@ -97,9 +106,9 @@ def check_split(config: dict, data) -> None:
 
 
 def outputs(predictor: Predictor, rows, accelerator, batch_size: int, num_workers: int, desc: str) -> dict:
-    logits, features = split_outputs(predictor, IndexedSplit(rows, predictor.transform), batch_size, num_workers,
-                                     accelerator, desc=desc)
-    return {"logits": logits, "features": features, "labels": np.asarray(rows["artist"])}
+    logits, features, texture = split_outputs(predictor, IndexedSplit(rows, predictor.transform), batch_size,
+                                              num_workers, accelerator, desc=desc)
+    return {"logits": logits, "features": features, "texture": texture, "labels": np.asarray(rows["artist"])}
 
 
 def choose_unknown_score(val: dict, train: dict | None, outliers: dict | None, retention: float,
@@ -133,17 +142,17 @@ OTHER_PHOTOS_FIT = 1000
 REFRAMED = 6
 
 
-def photo_features(predictor: Predictor, rows, count: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(style, features, owner) of the paintings the Predictor finds in simulated photos of `count` seeded rows
-    per style, located and straightened as `analyse` does."""
+def photo_inputs(predictor: Predictor, rows, count: int, seed: int, inputs: tuple[str, ...]
+                 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(style, what the not-a-painting head reads, owner) of the paintings the Predictor finds in simulated photos
+    of `count` seeded rows per style, located and straightened as `analyse` does."""
     from tim.photos import STYLES  # OpenCV and albumentations only when photos are made
 
     picks = np.random.default_rng(seed).choice(len(rows), min(count, len(rows)), replace=False)
     out = []
     for style in STYLES:
-        photos = (p.photo for p in simulated_photos(rows, picks, style, seed))
-        _, features, owner = predictor.piece_outputs(photos)
-        out.append((style, features, owner))
+        found = predictor.piece_outputs(p.photo for p in simulated_photos(rows, picks, style, seed))
+        out.append((style, head_inputs(found.features, found.texture, inputs).numpy(), found.owner))
     return out
 
 
@@ -166,28 +175,34 @@ def fit_painting_decision(predictor: Predictor, prepared, train: dict, val: dict
         raise OpenSetError(f"--not-paintings {folder}: {len({c for _, c in files})} classes cannot be split into a "
                            "part to fit and a part to report on; give more classes or another --fit-fraction.")
     fit_pictures = list(open_pictures(predictor, [p for p, _ in fit_files]))  # decoded once, used three ways
+    inputs = INPUTS if val["texture"].shape[1] else ("features",)  # a model without texture layers: features alone
+
+    def read(found) -> np.ndarray:  # what the head reads, from split outputs (a dict) or Predictor.piece_outputs
+        found = found if isinstance(found, dict) else found._asdict()
+        return head_inputs(found["features"], found["texture"], inputs).numpy()
+
     # negatives as the Predictor meets them: each picture whole, what the locator finds in it, other shots of it
-    negatives = np.concatenate([predictor.piece_outputs(fit_pictures, whole=True)[1],
-                                predictor.piece_outputs(fit_pictures)[1],
-                                predictor.piece_outputs(reframed_pictures(fit_pictures, seed), whole=True)[1]])
-    photos = [f for _, f, _ in photo_features(predictor, prepared.splits["train"], PHOTOS_FIT // 2, seed)]
+    negatives = np.concatenate([read(predictor.piece_outputs(fit_pictures, whole=True)),
+                                read(predictor.piece_outputs(fit_pictures)),
+                                read(predictor.piece_outputs(reframed_pictures(fit_pictures, seed), whole=True))])
+    photos = [x for _, x, _ in photo_inputs(predictor, prepared.splits["train"], PHOTOS_FIT // 2, seed, inputs)]
     other_photos = [] if outlier_rows is None else \
-        [f for _, f, _ in photo_features(predictor, outlier_rows, OTHER_PHOTOS_FIT, seed)]
-    positives = np.concatenate([train["features"], *photos, *other_photos]
-                               + ([outliers["features"]] if outliers else []))
-    detector = PaintingDetector(0.0, fit_head(positives, negatives, seed))
-    score = lambda f: detector.score(torch.as_tensor(f)).numpy()  # noqa: E731
-    val_scores = score(val["features"])
+        [x for _, x, _ in photo_inputs(predictor, outlier_rows, OTHER_PHOTOS_FIT, seed, inputs)]
+    positives = np.concatenate([read(train), *photos, *other_photos] + ([read(outliers)] if outliers else []))
+    detector = PaintingDetector(0.0, fit_head(positives, negatives, seed), inputs=inputs)
+    score = lambda x: detector.score_inputs(x).numpy()  # noqa: E731
+    val_scores = score(read(val))
     detector.threshold = painting_threshold(val_scores, retention)
 
-    _, held_features, held_owner = predictor.piece_outputs(open_pictures(predictor, [p for p, _ in held_files]))
-    held = rejected_share(score(held_features), held_owner, detector.threshold)
-    photo_rejected = {style: rejected_share(score(f), owner, detector.threshold)
-                      for style, f, owner in photo_features(predictor, prepared.splits["validation"],
-                                                            PHOTOS_REPORT, seed + 1)}
+    held = predictor.piece_outputs(open_pictures(predictor, [p for p, _ in held_files]))
+    held = rejected_share(score(read(held)), held.owner, detector.threshold)
+    photo_rejected = {style: rejected_share(score(x), owner, detector.threshold)
+                      for style, x, owner in photo_inputs(predictor, prepared.splits["validation"],
+                                                          PHOTOS_REPORT, seed + 1, inputs)}
     scans = float((val_scores < detector.threshold).mean())
     detector.info = {
-        "score": "logistic head on standardised pooled features (P(painting))",
+        "score": "logistic head on standardised " + " and ".join(
+            {"features": "pooled features", "texture": "texture statistics"}[i] for i in inputs) + " (P(painting))",
         "retention": retention, "not_paintings_dir": str(folder), "fit_fraction": fit_fraction, "seed": seed,
         "fit_classes": sorted({c for _, c in fit_files}), "report_classes": sorted({c for _, c in held_files}),
         "fitted_on": {"paintings": {"training scans": len(train["features"]),

@@ -282,8 +282,9 @@ def _photos_section(results: dict | None, tim_block: dict) -> str:
     if painting:
         held = painting.get("held_out") or {}
         photos = held.get("validation_photos_rejected") or {}
+        reads = "pooled features and texture statistics" if "texture" in (painting.get("inputs") or []) else "features"
         lines += ["", f"A picture is answered \"This doesn't look like a painting\" when its painting score (a "
-                      f"logistic head on the model's features, `painting.safetensors`) is under "
+                      f"logistic head on the model's {reads}, `painting.safetensors`) is under "
                       f"{painting['threshold']:.4f}, a threshold that lets {painting.get('retention', 0.99):.0%} of "
                       f"the validation scans pass. Fitted on paintings (training scans, simulated phone photos of "
                       f"them, other artists) against {len(painting.get('fit_classes') or [])} classes of "

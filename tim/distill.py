@@ -37,8 +37,8 @@ def teacher_targets(teachers: list[str], train_split, artists: list[str], prepro
             raise ConfigError(f"--teacher {ref}: it was trained on {theirs['resize_mode']} {theirs['image_size']} px "
                               f"pictures, this run uses {preprocessing['resize_mode']} "
                               f"{preprocessing['image_size']} px; choose a teacher with the same preprocessing.")
-        logits, _ = split_outputs(teacher, IndexedSplit(train_split, teacher.transform), batch_size, num_workers,
-                                  accelerator, desc=f"Teacher {ref}")
+        logits = split_outputs(teacher, IndexedSplit(train_split, teacher.transform), batch_size, num_workers,
+                               accelerator, desc=f"Teacher {ref}")[0]
         probs = torch.softmax(torch.as_tensor(np.asarray(logits)) / temperature, dim=-1)
         total = probs if total is None else total + probs
     return total / len(teachers)

@@ -6,8 +6,9 @@ answers are the model's answers on every CPU, with or without bf16 units.
 
 How it stays faithful and safe:
 - built from the loaded model (its safetensors weights) on first use, by
-  `torch.onnx.export`; one graph gives the logits, the pooled pre-logit features
-  and the last feature map (Grad-CAM starts from it), so every caller shares it;
+  `torch.onnx.export`; one graph gives the logits, the pooled pre-logit features,
+  the last feature map (Grad-CAM starts from it) and the texture statistics
+  (tim.models.TextureTap: what the not-a-painting decision also reads), so every caller shares it;
 - cached as `.tim-engine/<weights sha256>-<build tag>.onnx` inside the checkpoint
   folder when it is writable (local checkpoints only), else under `$TIM_CACHE/engines`;
   the build tag covers the Tim engine, torch, onnx, onnxscript, onnxruntime and timm
@@ -34,10 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ENGINE_VERSION = 1  # bump when what the exported graph computes changes
+from tim.models import TextureTap
+
+ENGINE_VERSION = 2  # 2: texture output (tim.models.TextureTap). Bump when what the exported graph computes changes
 ENGINE_DIR = ".tim-engine"
 ENGINE_CHOICES = ("auto", "eager")
-OUTPUTS = ("logits", "features", "feature_map")
+OUTPUTS = ("logits", "features", "feature_map", "texture")
+CHECKED = ("logits", "features", "texture")  # what must match the eager model on the probe batch
 MAX_BATCH = 4096
 # the engine must reproduce the PyTorch model's logits and features on a probe batch to this tolerance
 PROBE_RTOL, PROBE_ATOL = 1e-3, 1e-3
@@ -101,22 +105,33 @@ def engine_folders(checkpoint: str | os.PathLike | None) -> list[Path]:
 
 
 class _Outputs(torch.nn.Module):
-    """The model as the engine sees it: images -> (logits, pooled features, last feature map)."""
+    """The model as the engine sees it: images -> (logits, pooled features, last feature map, texture statistics).
+    Its texture hooks stay on the model until `close()` (it is a context manager)."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
+        self.tap = TextureTap(model)
 
     def forward(self, images):
         feature_map = self.model.forward_features(images)
+        texture = self.tap.take()
         features = self.model.forward_head(feature_map, pre_logits=True)
-        return self.model.get_classifier()(features), features, feature_map
+        if texture is None:  # a model without texture layers: an empty column block, so the graph is the same shape
+            texture = features[:, :0]
+        return self.model.get_classifier()(features), features, feature_map, texture
+
+    def __enter__(self) -> "_Outputs":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.tap.close()
 
 
 def reference_outputs(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """What the engine must reproduce: the eager fp32 forward, as (logits, features, feature_map)."""
-    with torch.inference_mode():
-        return _Outputs(model)(images)
+    """What the engine must reproduce: the eager fp32 forward, as (logits, features, feature_map, texture)."""
+    with torch.inference_mode(), _Outputs(model) as outputs:
+        return outputs(images)
 
 
 def export_onnx(model: torch.nn.Module, image_size: int) -> bytes:
@@ -126,9 +141,10 @@ def export_onnx(model: torch.nn.Module, image_size: int) -> bytes:
             raise EngineError(f"the ONNX exporter needs the `{needed}` package (pip install {needed})")
     example = torch.zeros(2, 3, image_size, image_size)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    program = torch.onnx.export(_Outputs(model).eval(), (example,), None, dynamo=True, verbose=False,
-                                input_names=["images"], output_names=list(OUTPUTS),
-                                dynamic_shapes={"images": {0: batch}})
+    with _Outputs(model) as outputs:
+        program = torch.onnx.export(outputs.eval(), (example,), None, dynamo=True, verbose=False,
+                                    input_names=["images"], output_names=list(OUTPUTS),
+                                    dynamic_shapes={"images": {0: batch}})
     return program.model_proto.SerializeToString()
 
 
@@ -156,10 +172,11 @@ def probe_batch(image_size: int) -> torch.Tensor:
 
 
 def check_engine(engine: OnnxEngine, model: torch.nn.Module, image_size: int) -> None:
-    """Raise EngineError unless the engine's logits and features are the eager model's, on a probe batch."""
+    """Raise EngineError unless the engine's logits, features and texture are the eager model's, on a probe batch."""
     probe = probe_batch(image_size)
-    expected = reference_outputs(model, probe)[:2]
-    for name, got, want in zip(OUTPUTS, engine.run(probe, OUTPUTS[:2]), expected):
+    reference = dict(zip(OUTPUTS, reference_outputs(model, probe)))
+    for name, got in zip(CHECKED, engine.run(probe, CHECKED)):
+        want = reference[name]
         if got.shape != want.shape or not torch.allclose(got, want.float(), rtol=PROBE_RTOL, atol=PROBE_ATOL):
             diff = (got - want).abs().max().item() if got.shape == want.shape else f"shape {tuple(got.shape)}"
             raise EngineError(f"the engine's {name} differ from PyTorch's on a probe batch (max |diff| {diff})")

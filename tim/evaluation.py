@@ -146,9 +146,9 @@ def evaluate_checkpoint(
     if len(rows) == 0:
         raise EvaluationError(f"the {split} split of {data_cfg.source} is empty (fractions {data_cfg.fractions})")
 
-    logits, features = split_outputs(predictor, IndexedSplit(rows, predictor.transform), batch_size, num_workers,
-                                     accelerator, desc=f"Evaluating on {split}")
-    answers = predictor.answer(torch.from_numpy(logits), torch.from_numpy(features))
+    logits, features, texture = split_outputs(predictor, IndexedSplit(rows, predictor.transform), batch_size,
+                                              num_workers, accelerator, desc=f"Evaluating on {split}")
+    answers = predictor.answer(torch.from_numpy(logits), torch.from_numpy(features), torch.from_numpy(texture))
     probabilities = answers.probabilities.numpy()
     precision_block = {"name": precision}
     if precision != "fp32":
@@ -209,17 +209,16 @@ def evaluate_checkpoint(
 
 
 def split_outputs(predictor: Predictor, dataset: IndexedSplit, batch_size: int, num_workers: int,
-                  accelerator: Accelerator, desc: str = "Evaluating") -> tuple[np.ndarray, np.ndarray]:
-    """(logits N x K, pooled features N x D) for every image of `dataset`, in its row order, each exactly once."""
+                  accelerator: Accelerator, desc: str = "Evaluating") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(logits N x K, pooled features N x D, texture N x T) for every image of `dataset`, in its row order, each
+    exactly once (Predictor.outputs, gathered across processes)."""
     loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers))
-    gathered_logits, gathered_features, gathered_index = [], [], []
+    gathered, gathered_index = [], []
     with torch.inference_mode():
         for images, _, index in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
-            logits, features = predictor.logits_and_features(images)
-            logits, features, index = accelerator.gather_for_metrics(
-                (logits.to(accelerator.device), features.to(accelerator.device), index.to(accelerator.device)))
-            gathered_logits.append(logits.cpu())
-            gathered_features.append(features.cpu())
+            outputs = [column.to(accelerator.device) for column in predictor.outputs(images)]
+            *outputs, index = accelerator.gather_for_metrics((*outputs, index.to(accelerator.device)))
+            gathered.append([column.cpu() for column in outputs])
             gathered_index.append(index.cpu())
     index = torch.cat(gathered_index).numpy() if gathered_index else np.zeros(0, dtype=int)
     if not np.array_equal(np.sort(index), np.arange(len(dataset))):
@@ -228,7 +227,8 @@ def split_outputs(predictor: Predictor, dataset: IndexedSplit, batch_size: int, 
             f"{len(dataset)}; every image must be counted exactly once"
         )
     order = np.argsort(index)
-    return torch.cat(gathered_logits).numpy()[order], torch.cat(gathered_features).numpy()[order]
+    logits, features, texture = (torch.cat(column).numpy()[order] for column in zip(*gathered))
+    return logits, features, texture
 
 
 def simulated_photos(rows, indices, style: str, seed: int = 0):
@@ -270,11 +270,12 @@ def photo_report(predictor: Predictor, rows, references: np.ndarray, limit: int,
             for name, pictures, whole in (("whole", [b.photo for b in batch], True),
                                           ("located", [b.photo for b in batch], False),
                                           ("cropped", [b.cropped for b in batch], True)):
-                logits, features, owner = predictor.piece_outputs(pictures, whole=whole)
+                found_outputs = predictor.piece_outputs(pictures, whole=whole)
+                owner = found_outputs.owner
                 first = np.unique(owner, return_index=True)[1]  # each photo's largest painting answers for it
-                right[name].append(logits[first].argmax(1) == truth)
+                right[name].append(found_outputs.logits[first].argmax(1) == truth)
                 if name == "located":
-                    ans = predictor.answer(torch.from_numpy(logits), torch.from_numpy(features))
+                    ans = predictor.answer(*map(torch.from_numpy, found_outputs[:3]))
                     painting = ans.painting.numpy()
                     rejected += [not painting[owner == i].any() for i in np.unique(owner)]
                     found += [int(np.sum(owner == i)) for i in np.unique(owner)]
@@ -295,9 +296,9 @@ def painting_report(predictor: Predictor, answers, not_paintings_dir=None, paint
               "scans": int(len(answers.painting)), "fitted": detector.info.get("held_out")}
 
     def rejected(paths):
-        _, features, owner = predictor.piece_outputs(open_pictures(predictor, paths))
-        scores = detector.score(torch.from_numpy(features)).numpy()
-        return rejected_share(scores, owner, detector.threshold)
+        found = predictor.piece_outputs(open_pictures(predictor, paths))
+        scores = detector.score(torch.from_numpy(found.features), torch.from_numpy(found.texture)).numpy()
+        return rejected_share(scores, found.owner, detector.threshold)
 
     if not_paintings_dir:
         fitted = set(detector.info.get("fit_classes") or [])
@@ -342,9 +343,9 @@ def unknown_report(predictor: Predictor, config: dict, answers, known_correct: n
             raise EvaluationError(f"every artist of {unknown_dir} was used to fit the unknown-artist decision; "
                                   "report on other artists (or recalibrate with --unknown-fit-fraction below 1).")
         images = select_artists(images, artists, held_out)
-    logits, features = split_outputs(predictor, IndexedSplit(images, predictor.transform), batch_size, num_workers,
-                                     accelerator, desc="Other artists")
-    other = predictor.answer(torch.from_numpy(logits), torch.from_numpy(features))
+    outputs = split_outputs(predictor, IndexedSplit(images, predictor.transform), batch_size, num_workers,
+                            accelerator, desc="Other artists")
+    other = predictor.answer(*map(torch.from_numpy, outputs))
     threshold = detector.threshold if detector is not None else float("inf")
     known, unknown = answers.unknown_score.numpy(), other.unknown_score.numpy()
     report = open_set_report(known, known_correct, unknown, threshold)
@@ -364,8 +365,8 @@ def unknown_report(predictor: Predictor, config: dict, answers, known_correct: n
 def predict_split(predictor: Predictor, dataset: IndexedSplit, batch_size: int, num_workers: int,
                   accelerator: Accelerator, desc: str = "Evaluating") -> np.ndarray:
     """Calibrated class probabilities (N x K, in the split's row order) for every image of `dataset`, each once."""
-    logits, features = split_outputs(predictor, dataset, batch_size, num_workers, accelerator, desc)
-    return predictor.answer(torch.from_numpy(logits), torch.from_numpy(features)).probabilities.numpy()
+    outputs = split_outputs(predictor, dataset, batch_size, num_workers, accelerator, desc)
+    return predictor.answer(*map(torch.from_numpy, outputs)).probabilities.numpy()
 
 
 def write_results(out: Path, results: dict, paths: list[str], references: np.ndarray, probabilities: np.ndarray,

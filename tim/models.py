@@ -10,6 +10,7 @@ import importlib
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -232,3 +233,66 @@ class Ensemble(torch.nn.Module):
     def get_classifier(self) -> torch.nn.Module:
         return self.head
 
+
+
+# ---------------------------------------------------------------- texture: what "not a painting" also reads
+
+
+def texture_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Each (member) model's stage before its last (timm's `feature_info[-2]`: stride 16 on CNNs): mid-level maps,
+    less tied to the artists than the last one. [] when the model does not say where its stages are."""
+    layers = []
+    for member in (model.members if isinstance(model, Ensemble) else [model]):
+        info = getattr(member, "feature_info", None)
+        if not isinstance(info, list) or len(info) < 2 or "module" not in info[-2]:
+            return []
+        layers.append(member.get_submodule(info[-2]["module"]))
+    return layers
+
+
+def texture_size(model: torch.nn.Module) -> int:
+    """Length of the texture statistics of `model` (0: it has no texture layers), from timm's feature_info."""
+    if not texture_layers(model):
+        return 0
+    return sum(2 * int(m.feature_info[-2]["num_chs"]) for m in (model.members if isinstance(model, Ensemble) else [model]))
+
+
+def texture_statistics(feature_map: torch.Tensor) -> torch.Tensor:
+    """Per channel, the mean and the standard deviation over positions of a map (NCHW, or NLC for token models):
+    N x 2C, float32. How a picture's mid-level features are spread, not where: texture, brushwork, print, pixels."""
+    x = feature_map.float()
+    x = x.flatten(2) if x.ndim == 4 else x.transpose(1, 2)
+    return torch.cat([x.mean(-1), x.std(-1)], dim=1)
+
+
+class TextureTap:
+    """Forward hooks on `texture_layers(model)` that keep the texture statistics of the last forward this thread
+    ran through the model (members joined: N x sum of 2C); `take()` hands them over once.
+
+    One forward gives the answer and the texture, in eager PyTorch, in Grad-CAM's forward and in the ONNX export.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self._local = threading.local()
+        self._handles = [layer.register_forward_hook(functools.partial(self._keep, i))
+                         for i, layer in enumerate(texture_layers(model))]
+
+    def __bool__(self) -> bool:
+        return bool(self._handles)
+
+    def _keep(self, index: int, _module, _inputs, output) -> None:
+        kept = getattr(self._local, "kept", None)
+        if index == 0 or kept is None:
+            kept = self._local.kept = []
+        kept.append(texture_statistics(output.detach()))
+
+    def take(self) -> torch.Tensor | None:
+        """The last forward's texture (N x T, float32), or None when the model has no texture layers."""
+        kept, self._local.kept = getattr(self._local, "kept", None), None
+        if not self._handles or not kept or len(kept) != len(self._handles):
+            return None
+        return torch.cat(kept, dim=1)
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()

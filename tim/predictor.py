@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import timm
@@ -31,6 +31,7 @@ from PIL import Image
 
 from tim import engine as engines
 from tim.data.transforms import eval_transform
+from tim.models import TextureTap
 from tim.images import DECODE_SCALE, Box, ImageError, ImageSource, _describe, load_rgb, square
 
 # A picture longer than this many times its width (or the reverse) would be a few
@@ -57,6 +58,24 @@ class Prediction:
     painting_score: float | None = None  # P(painting) from tim.painting; None: the checkpoint has no such decision
     region: int = 0  # 0: the whole picture; 1, 2, ...: the paintings found in it, largest first
     corners: np.ndarray | None = None  # (4, 2) in the file's pixels, clockwise from top-left; None for region 0
+
+
+class Outputs(NamedTuple):
+    """What the model computes for a batch, float32 on the CPU: raw logits N x K, pooled pre-logit features N x D
+    (the classifier's input) and texture statistics N x T (tim.models.TextureTap; T = 0 for a model without)."""
+
+    logits: torch.Tensor
+    features: torch.Tensor
+    texture: torch.Tensor
+
+
+class PieceOutputs(NamedTuple):
+    """Predictor.piece_outputs: Outputs of every painting found in some pictures (numpy), and the picture of each."""
+
+    logits: np.ndarray
+    features: np.ndarray
+    texture: np.ndarray
+    owner: np.ndarray
 
 
 @dataclass
@@ -180,6 +199,7 @@ class Predictor:
         self.checkpoint = checkpoint
         # channels_last: 1.8x faster eager convolutions for Lite0 on a 2-core CPU, same fp32 numerics
         self.model = model.float().eval().to(self.device, memory_format=torch.channels_last)
+        self.texture = TextureTap(self.model)  # the texture of every eager forward (and Grad-CAM's)
         wants_engine = engines.engine_choice(engine) != "eager" and precision == "fp32" and self.device.type == "cpu"
         self._engine = None if wants_engine and hasattr(model, "forward_head") else False  # False: eager PyTorch
         self._engine_lock = threading.Lock()
@@ -227,21 +247,24 @@ class Predictor:
         return batch.to(self.device, memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(raw logits N x K, pooled pre-logit features N x D), float32 on the CPU, for a normalised batch NxCxHxW.
+    def outputs(self, batch: torch.Tensor) -> Outputs:
+        """Logits, pooled features and texture for a normalised batch NxCxHxW, from one forward.
 
         features = model.forward_head(model.forward_features(x), pre_logits=True); logits = classifier(features).
         """
         engine = self.engine
         if engine is not None:
-            parts = [engine.run(chunk) for chunk in batch.split(self.ENGINE_BATCH)]
-            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            parts = [engine.run(chunk, ("logits", "features", "texture")) for chunk in batch.split(self.ENGINE_BATCH)]
+            return Outputs(*(torch.cat(column) for column in zip(*parts)))
         with self.autocast():
-            features = self.model.forward_head(self.model.forward_features(self._to_device(batch)), pre_logits=True)
+            feature_map = self.model.forward_features(self._to_device(batch))
+            texture = self.texture.take()
+            features = self.model.forward_head(feature_map, pre_logits=True)
             logits = self.model.get_classifier()(features)
-        return logits.float().cpu(), features.float().cpu()
+        features = features.float().cpu()
+        return Outputs(logits.float().cpu(), features, features[:, :0] if texture is None else texture.cpu())
 
-    def answer(self, logits: torch.Tensor, features: torch.Tensor) -> Answers:
+    def answer(self, logits: torch.Tensor, features: torch.Tensor, texture: torch.Tensor | None = None) -> Answers:
         """The model's answer from its raw outputs: calibrated probabilities, unknown-artist score, known or not,
         painting or not.
 
@@ -263,17 +286,17 @@ class Predictor:
             known = score <= self.unknown.threshold
         if self.painting is None:
             return Answers(probs, score, known, torch.ones(len(logits), dtype=torch.bool))
-        painting_score = self.painting.score(features)
+        painting_score = self.painting.score(features, texture)
         painting = self.painting.is_painting(painting_score)
         return Answers(probs, score, known & painting, painting, painting_score)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Calibrated probabilities over the artists for a normalised batch NxCxHxW (float32 on CPU)."""
-        return self.answer(*self.logits_and_features(batch)).probabilities
+        return self.answer(*self.outputs(batch)).probabilities
 
     def answers(self, batch: torch.Tensor) -> Answers:
         """`answer` for a normalised batch."""
-        return self.answer(*self.logits_and_features(batch))
+        return self.answer(*self.outputs(batch))
 
     def to_prediction(self, probs: torch.Tensor, box: Box | None = None, k: int = 5, known: bool = True,
                       unknown_score: float | None = None, painting: bool = True,
@@ -323,13 +346,14 @@ class Predictor:
 
         engine = self.engine
         if engine is not None and self.explainer.reads_features:  # the forward in the engine, the head in PyTorch
-            [feature_map] = engine.run(batch, ("feature_map",))
+            feature_map, texture = engine.run(batch, ("feature_map", "texture"))
             logits, features, cams = self.explainer(batch, feature_map)
         else:
             with self.autocast():
                 logits, features, cams = self.explainer(self._to_device(batch))
+                texture = self.texture.take()  # kept during the explainer's forward, on this thread
         out = []
-        predictions = self.to_predictions(self.answer(logits, features), boxes, k, pieces)
+        predictions = self.to_predictions(self.answer(logits, features, texture), boxes, k, pieces)
         for prediction, cam, box, original in zip(predictions, cams, boxes, originals):
             picture = original
             if max(picture.size) > display_side:
@@ -354,16 +378,14 @@ class Predictor:
         return self.to_predictions(self.answers(batch), boxes, k, pieces)
 
     def piece_outputs(self, pictures, whole: bool = False, first_only: bool = False,
-                      batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(raw logits, features, owner) of every painting found in `pictures` (an iterable of decoded RGB
-        pictures, consumed as it goes), the way `analyse` answers them; owner[j] = the index of the picture
+                      batch_size: int = 32) -> "PieceOutputs":
+        """Raw logits, features, texture and owner of every painting found in `pictures` (an iterable of decoded
+        RGB pictures, consumed as it goes), the way `analyse` answers them; owner[j] = the index of the picture
         piece j came from; `first_only`: the largest painting of each picture only."""
-        logits, features, owners, pieces, owner = [], [], [], [], []
+        columns, owners, pieces, owner = [], [], [], []
 
         def flush():
-            lg, ft = self.logits_and_features(torch.stack([p.tensor for p in pieces]))
-            logits.append(lg.numpy())
-            features.append(ft.numpy())
+            columns.append([column.numpy() for column in self.outputs(torch.stack([p.tensor for p in pieces]))])
             owners.append(np.asarray(owner, dtype=int))
             pieces.clear()
             owner.clear()
@@ -376,9 +398,11 @@ class Predictor:
                 flush()
         if pieces:
             flush()
-        if not logits:
-            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, 0), np.float32), np.zeros(0, int)
-        return np.concatenate(logits), np.concatenate(features), np.concatenate(owners)
+        if not columns:
+            empty = np.zeros((0, 0), np.float32)
+            return PieceOutputs(np.zeros((0, len(self.labels)), np.float32), empty, empty, np.zeros(0, int))
+        logits, features, texture = (np.concatenate(column) for column in zip(*columns))
+        return PieceOutputs(logits, features, texture, np.concatenate(owners))
 
     def _readable_pieces(self, sources: list[ImageSource], batch_size: int, results: list, whole: bool):
         """Yield (slot per piece, pieces, originals) for about `batch_size` sources at a time."""

@@ -55,7 +55,9 @@ from tim.checkpoint import (
     shorten,
 )
 from tim.images import RESIZE_MODES
+from tim.models import texture_size
 from tim.openset import SCORES, statistics_shapes
+from tim.painting import INPUTS_ALLOWED
 
 IMAGE_SIZES = (32, 1024)  # pixels a square input may have: below, no model family sees a painting; above, memory
 MAX_CLASSES = 100_000
@@ -73,6 +75,7 @@ class Checkpoint:
     model: torch.nn.Module | None = None  # the architecture on the meta device
     replacing: tuple[str, ...] = ()  # config blocks the caller is about to rewrite (`tim calibrate`): not checked
     features: int | None = None  # an ensemble's joined pooled features (set by check_members)
+    texture: int | None = None  # an ensemble's joined texture statistics (set by check_members)
 
     @property
     def config_path(self) -> Path:
@@ -385,7 +388,20 @@ def check_painting(c: Checkpoint) -> None:
         return  # none: every picture counts as a painting
     require_object(c, "tim.painting")
     require_number(c, "tim.painting.threshold")
+    inputs = c.get("tim.painting.inputs")
+    if inputs is _MISSING:
+        inputs = ["features"]  # a head fitted before it could read texture
+    if inputs not in INPUTS_ALLOWED:
+        raise c.fail("tim.painting.inputs", inputs, '["features", "texture"] as `tim calibrate --not-paintings DIR` '
+                     'writes it (rerun it), or ["features"] for a head fitted before texture')
     d = feature_size(c)
+    if "texture" in inputs:
+        texture = c.texture if c.texture is not None else texture_size(c.model)
+        if not texture:
+            raise CheckpointError(f"{c.config_path}: tim.painting reads texture statistics, but "
+                                  f"{c.config['architecture']} has no stages in timm's feature_info to read them "
+                                  "from; rerun `tim calibrate --not-paintings DIR`.")
+        d += texture
     tensor_file(c, "tim.painting.file", {"mean": (d,), "scale": (d,), "coef": (2, d), "intercept": (2,)})
 
 
@@ -405,7 +421,7 @@ def check_members(c: Checkpoint) -> None:
     combine = c.get("tim.ensemble.combine")
     if combine != COMBINE:
         raise c.fail("tim.ensemble.combine", combine, f"{COMBINE!r}")
-    sizes, maps = [], []
+    sizes, maps, textures = [], [], []
     for folder in ensemble_members(c.folder, c.config):
         if is_ensemble(read_config(folder)):
             raise CheckpointError(f"{folder / CONFIG_NAME}: a member of the ensemble {c.folder} is itself an "
@@ -417,6 +433,7 @@ def check_members(c: Checkpoint) -> None:
                                       f"{c.config_path} {dotted} {_found(c.get(dotted))}; every member of an "
                                       f"ensemble must have the ensemble's {dotted.rsplit('.', 1)[-1]}.")
         sizes.append(feature_size(member))
+        textures.append(texture_size(member.model))
         maps.append(feature_map_shape(member, c.config["tim"]["preprocessing"]["image_size"]))
         if len(maps[-1]) != 3 or maps[-1][0] != member.model.num_features or maps[-1][1:] != maps[0][1:]:
             raise CheckpointError(f"{member.config_path}: {member.config['architecture']}'s last feature map is "
@@ -424,6 +441,7 @@ def check_members(c: Checkpoint) -> None:
                                   f"the first member's {_shape_text(maps[0])}; an ensemble joins convolutional "
                                   "feature maps (num_features channels) of one size.")
     c.features = sum(sizes)
+    c.texture = sum(textures) if all(textures) else 0
 
 
 CHECKS = [check_schema, check_preprocessing, check_weights_file, check_model, check_labels, check_architecture,
