@@ -13,11 +13,11 @@ config.json, refused if the data does not give the same split):
    are printed side by side on the same validation data and the best AUROC is kept.
    Without `--unknown` the score is 1 - calibrated top probability (nothing to measure others with).
 3. with `--not-paintings DIR` (photos that are not paintings), "this doesn't look like a painting"
-   (tim.painting): a logistic head on the model's pooled features and texture statistics, paintings (the training split,
-   simulated phone photos of it as the locator straightens them, the fit part of `--unknown` as scans
-   and as simulated photos) against the fit part of DIR, split BY CLASS (seeded), each of its photos
-   also reframed a few times (tim.photos.reframed); the threshold lets `--painting-retention` of the
-   validation scans pass. The held-out classes, simulated photos of validation paintings and the
+   (tim.painting): a logistic head on the model's pooled features and texture statistics, paintings
+   (the training split, simulated phone photos of it as the locator straightens them, the fit part of
+   `--unknown` as scans and as simulated photos) against the fit part of DIR, split BY CLASS (seeded),
+   each of its photos also reframed a few times (tim.photos.reframed); the threshold lets
+   `--painting-retention` of the validation scans pass. The held-out classes, simulated photos of validation paintings and the
    validation scans give the figures stored with it (and printed).
 
 Everything is written into the checkpoint folder at once (config.json, unknown.safetensors, painting.safetensors),

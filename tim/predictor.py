@@ -31,8 +31,8 @@ from PIL import Image
 
 from tim import engine as engines
 from tim.data.transforms import eval_transform
-from tim.models import TextureTap
 from tim.images import DECODE_SCALE, Box, ImageError, ImageSource, _describe, load_rgb, square
+from tim.models import TextureTap
 
 # A picture longer than this many times its width (or the reverse) would be a few
 # pixels thick in the model's square: refused with a message instead of a meaningless guess.
