@@ -234,15 +234,19 @@ class Ensemble(torch.nn.Module):
         return self.head
 
 
-
 # ---------------------------------------------------------------- texture: what "not a painting" also reads
+
+
+def single_models(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """An ensemble's members, or the model itself."""
+    return list(model.members) if isinstance(model, Ensemble) else [model]
 
 
 def texture_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """Each (member) model's stage before its last (timm's `feature_info[-2]`: stride 16 on CNNs): mid-level maps,
     less tied to the artists than the last one. [] when the model does not say where its stages are."""
     layers = []
-    for member in (model.members if isinstance(model, Ensemble) else [model]):
+    for member in single_models(model):
         info = getattr(member, "feature_info", None)
         if not isinstance(info, list) or len(info) < 2 or "module" not in info[-2]:
             return []
@@ -254,7 +258,7 @@ def texture_size(model: torch.nn.Module) -> int:
     """Length of the texture statistics of `model` (0: it has no texture layers), from timm's feature_info."""
     if not texture_layers(model):
         return 0
-    return sum(2 * int(m.feature_info[-2]["num_chs"]) for m in (model.members if isinstance(model, Ensemble) else [model]))
+    return sum(2 * int(m.feature_info[-2]["num_chs"]) for m in single_models(model))
 
 
 def texture_statistics(feature_map: torch.Tensor) -> torch.Tensor:
@@ -276,9 +280,6 @@ class TextureTap:
         self._local = threading.local()
         self._handles = [layer.register_forward_hook(functools.partial(self._keep, i))
                          for i, layer in enumerate(texture_layers(model))]
-
-    def __bool__(self) -> bool:
-        return bool(self._handles)
 
     def _keep(self, index: int, _module, _inputs, output) -> None:
         kept = getattr(self._local, "kept", None)
