@@ -270,12 +270,13 @@ def photo_report(predictor: Predictor, rows, references: np.ndarray, limit: int,
             for name, pictures, whole in (("whole", [b.photo for b in batch], True),
                                           ("located", [b.photo for b in batch], False),
                                           ("cropped", [b.cropped for b in batch], True)):
-                found_outputs = predictor.piece_outputs(pictures, whole=whole)
-                owner = found_outputs.owner
+                pieces = predictor.piece_outputs(pictures, whole=whole)
+                owner = pieces.owner
                 first = np.unique(owner, return_index=True)[1]  # each photo's largest painting answers for it
-                right[name].append(found_outputs.logits[first].argmax(1) == truth)
+                right[name].append(pieces.logits[first].argmax(1) == truth)
                 if name == "located":
-                    ans = predictor.answer(*map(torch.from_numpy, found_outputs[:3]))
+                    ans = predictor.answer(*(torch.from_numpy(x) for x in (pieces.logits, pieces.features,
+                                                                           pieces.texture)))
                     painting = ans.painting.numpy()
                     rejected += [not painting[owner == i].any() for i in np.unique(owner)]
                     found += [int(np.sum(owner == i)) for i in np.unique(owner)]
