@@ -174,6 +174,22 @@ def test_calibrate_fits_not_a_painting_and_predict_says_so(calibrated, tmp_path,
     assert "held-out non-painting photos" in capsys.readouterr().out
 
 
+def test_evaluate_photos_reports_each_style_the_same_in_two_runs(calibrated, capsys):
+    folder, paintings, _ = calibrated
+    reports = []
+    for _ in range(2):
+        assert main(["evaluate", str(folder), "--data", str(paintings), "--photos", "4", "--resamples", "20"]) == 0
+        reports.append(json.loads((folder / "eval_results.json").read_text())["photos"])
+    first = reports[0]
+    assert first["images"] == 4 and set(first) == {"images", "seed", "phone", "oblique"}
+    for style in ("phone", "oblique"):
+        row = first[style]
+        assert all(0 <= row[f"accuracy_{k}"] <= 1 for k in ("whole", "located", "cropped"))
+        assert 0 <= row["not_a_painting"] <= 1 and row["paintings_found_mean"] >= 1  # every photo gives an answer
+    assert reports[1] == first  # seeded: the same photos, the same answers
+    assert "simulated phone photos of 4 paintings" in capsys.readouterr().out
+
+
 def test_a_checkpoint_without_the_decision_counts_every_picture_as_a_painting(calibrated):
     folder, _, pages = calibrated
     config = read_config(folder)
