@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tim.images import Box, ImageError, load_rgb, prepare, square
+from tim.images import DECODE_SCALE, Box, ImageError, load_rgb, prepare, square
 
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 160, 0)
 
@@ -137,6 +137,21 @@ def test_large_jpeg_is_drafted_but_result_is_right(tmp_path):
     assert squared.size == (64, 64) and box == Box(0, 16, 64, 32)
     assert original.width / original.height == pytest.approx(2.0, abs=0.01)
     assert close(squared.getpixel((8, 20)), RED) and close(squared.getpixel((56, 44)), BLUE)
+
+
+
+def test_a_sideways_jpeg_drafted_is_upright_and_knows_its_scale(tmp_path):
+    """A phone photo stored sideways and decoded at a reduced scale: upright, and its scale (file pixels per
+    decoded pixel, which puts the corners Tim finds back in the file's pixels) counts the same side before and
+    after turning."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "sideways.jpg"
+    quadrants(1600, 800).save(path, exif=exif, quality=90)
+    picture = load_rgb(path, draft_size=224)
+    assert picture.size == (400, 800)  # 800 x 400 decoded at 1/2, then turned upright
+    assert picture.info[DECODE_SCALE] == 2.0
+    assert close(picture.getpixel((390, 10)), RED)  # the red top-left quadrant, turned to the top right
 
 
 # ---- files that must be refused with a useful message

@@ -181,13 +181,18 @@ def test_evaluate_photos_reports_each_style_the_same_in_two_runs(calibrated, cap
         assert main(["evaluate", str(folder), "--data", str(paintings), "--photos", "4", "--resamples", "20"]) == 0
         reports.append(json.loads((folder / "eval_results.json").read_text())["photos"])
     first = reports[0]
-    assert first["images"] == 4 and set(first) == {"images", "seed", "phone", "oblique"}
+    assert first["images"] == 4 and set(first) == {"images", "seed", "accuracy_clean", "phone", "oblique"}
+    right = [r["true"] == r["predicted"] for r in csv.DictReader(open(folder / "predictions.csv"))]
+    picks = np.random.default_rng(0).choice(len(right), 4, replace=False)  # the sample: 4 paintings, seed 0
+    assert first["accuracy_clean"] == np.mean(np.array(right)[picks])  # the same paintings as clean scans
     for style in ("phone", "oblique"):
         row = first[style]
         assert all(0 <= row[f"accuracy_{k}"] <= 1 for k in ("whole", "located", "cropped"))
         assert 0 <= row["not_a_painting"] <= 1 and row["paintings_found_mean"] >= 1  # every photo gives an answer
     assert reports[1] == first  # seeded: the same photos, the same answers
     assert "simulated phone photos of 4 paintings" in capsys.readouterr().out
+    assert main(["card", str(folder)]) == 0  # the card puts the photos beside the same paintings as scans
+    assert f"beside {first['accuracy_clean']:.3f} on the same paintings as clean scans" in (folder / "README.md").read_text()
 
 
 def test_a_checkpoint_without_the_decision_counts_every_picture_as_a_painting(calibrated):

@@ -310,9 +310,13 @@ def _photos_section(results: dict | None, tim_block: dict) -> str:
                       "--not-paintings DIR`)."]
     ph = (results or {}).get("photos")
     if ph:
-        lines += ["", f"Accuracy on {ph['images']} {results.get('split', 'test')} paintings as Tim's simulated phone "
-                      f"photos (seed {ph['seed']}), beside {results['metrics']['accuracy']['value']:.3f} on the clean "
-                      "scans:", "", "| photos | whole photo | painting located | perfectly cropped |", "|---|---|---|---|"]
+        split, clean = results.get("split", "test"), results["metrics"]["accuracy"]["value"]
+        sample = "accuracy_clean" in ph and ph["images"] < results.get("num_images", 0)
+        beside = (f"{ph['accuracy_clean']:.3f} on the same paintings as clean scans ({clean:.3f} on the whole "
+                  f"{split} split)" if sample else f"{clean:.3f} on the clean scans")
+        lines += ["", f"Accuracy on {ph['images']} {split} paintings as Tim's simulated phone photos (seed "
+                      f"{ph['seed']}), beside {beside}:", "",
+                  "| photos | whole photo | painting located | perfectly cropped |", "|---|---|---|---|"]
         for style in ("phone", "oblique"):
             r = ph[style]
             lines.append(f"| {style} | {r['accuracy_whole']:.3f} | {r['accuracy_located']:.3f} | "

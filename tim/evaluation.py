@@ -182,7 +182,7 @@ def evaluate_checkpoint(
         results["unknown"] = unknown["report"]
     results["painting"] = painting_report(predictor, answers, not_paintings_dir, painting_photos)
     if photos is not None:
-        results["photos"] = photo_report(predictor, rows, references, photos, seed)
+        results["photos"] = photo_report(predictor, rows, references, predictions == references, photos, seed)
     if accelerator.is_main_process:
         out = Path(output_dir) if output_dir is not None else default_output_dir(ref)
         write_results(out, results, rows["path"], references, probabilities, artists)
@@ -250,20 +250,23 @@ def open_pictures(predictor: Predictor, paths):
         yield predictor.preprocessor.open(path, LOCATE_DRAFT)
 
 
-def photo_report(predictor: Predictor, rows, references: np.ndarray, limit: int, seed: int = 0,
-                 chunk: int = 32) -> dict:
+def photo_report(predictor: Predictor, rows, references: np.ndarray, clean_right: np.ndarray, limit: int,
+                 seed: int = 0, chunk: int = 32) -> dict:
     """Accuracy of the split's paintings as simulated photos (each style): whole, located, perfectly cropped;
-    and the share of the located photos Tim says are no painting (none of their answers is one)."""
+    and the share of the located photos Tim says are no painting (none of their answers is one). Beside them,
+    the accuracy on the same paintings as clean scans (`clean_right`: the split's answers right or wrong): a
+    sample can be easier or harder than the split."""
     from tim.photos import STYLES
 
     picks = np.arange(len(rows))
     if limit and limit < len(rows):
         picks = np.sort(np.random.default_rng(seed).choice(len(rows), limit, replace=False))
-    report = {"images": int(len(picks)), "seed": seed}
+    report = {"images": int(len(picks)), "seed": seed, "accuracy_clean": float(clean_right[picks].mean())}
     for style in STYLES:
         right = {"whole": [], "located": [], "cropped": []}
         rejected, found = [], []
         sims = simulated_photos(rows, picks, style, seed)
+        bar = tqdm(total=len(picks), desc=f"Simulated {style} photos", unit="photo")
         for start in range(0, len(picks), chunk):
             batch = [next(sims) for _ in picks[start : start + chunk]]
             truth = references[picks[start : start + chunk]]
@@ -280,6 +283,8 @@ def photo_report(predictor: Predictor, rows, references: np.ndarray, limit: int,
                     painting = ans.painting.numpy()
                     rejected += [not painting[owner == i].any() for i in np.unique(owner)]
                     found += [int(np.sum(owner == i)) for i in np.unique(owner)]
+            bar.update(len(batch))
+        bar.close()
         report[style] = {**{f"accuracy_{k}": float(np.concatenate(v).mean()) for k, v in right.items()},
                          "not_a_painting": float(np.mean(rejected)), "paintings_found_mean": float(np.mean(found))}
     return report
@@ -471,7 +476,8 @@ def photo_summary(rep: dict | None) -> list[str]:
         return []
     from tim.photos import STYLES
 
-    lines = [f"simulated phone photos of {rep['images']} paintings of this split (seed {rep['seed']}): accuracy",
+    clean = f"; {rep['accuracy_clean']:.3f} as clean scans" if "accuracy_clean" in rep else ""
+    lines = [f"simulated phone photos of {rep['images']} paintings of this split (seed {rep['seed']}{clean}): accuracy",
              f"  {'style':8} {'whole':>6} {'located':>8} {'cropped':>8} {'not a painting':>15} {'found':>6}"]
     for style in STYLES:
         r = rep[style]

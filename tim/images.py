@@ -86,9 +86,11 @@ def load_rgb(source: ImageSource, draft_size: int | None = None) -> Image.Image:
                         "pixels, or a JPEG of up to twice that); downscale it or save it as a JPEG first."
                     )
                 img.seek(0)  # first frame of an animated GIF/WebP
-                img.load()
-                rgb = _to_rgb(ImageOps.exif_transpose(img))
-                rgb.info[DECODE_SCALE] = full[0] / img.width  # file pixels per decoded pixel (a JPEG draft: 2, 4, 8)
+                img.load()  # the pixels are in memory: the picture outlives the file (no copy needed)
+                scale = full[0] / img.width  # file pixels per decoded pixel (a JPEG draft: 2, 4, 8)
+                ImageOps.exif_transpose(img, in_place=True)
+                rgb = _to_rgb(img)
+                rgb.info[DECODE_SCALE] = scale
                 return rgb
     except ImageError:
         raise
@@ -174,7 +176,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def square(img: Image.Image, size: int, mode: str = "pad", pad_color=(0, 0, 0)) -> tuple[Image.Image, Box]:
