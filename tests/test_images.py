@@ -139,7 +139,6 @@ def test_large_jpeg_is_drafted_but_result_is_right(tmp_path):
     assert close(squared.getpixel((8, 20)), RED) and close(squared.getpixel((56, 44)), BLUE)
 
 
-
 def test_a_sideways_jpeg_drafted_is_upright_and_knows_its_scale(tmp_path):
     """A phone photo stored sideways and decoded at a reduced scale: upright, and its scale (file pixels per
     decoded pixel, which puts the corners Tim finds back in the file's pixels) counts the same side before and

@@ -192,7 +192,8 @@ def test_evaluate_photos_reports_each_style_the_same_in_two_runs(calibrated, cap
     assert reports[1] == first  # seeded: the same photos, the same answers
     assert "simulated phone photos of 4 paintings" in capsys.readouterr().out
     assert main(["card", str(folder)]) == 0  # the card puts the photos beside the same paintings as scans
-    assert f"beside {first['accuracy_clean']:.3f} on the same paintings as clean scans" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert f"beside {first['accuracy_clean']:.3f} on the same paintings as clean scans" in card
 
 
 def test_a_checkpoint_without_the_decision_counts_every_picture_as_a_painting(calibrated):

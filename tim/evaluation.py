@@ -182,7 +182,8 @@ def evaluate_checkpoint(
         results["unknown"] = unknown["report"]
     results["painting"] = painting_report(predictor, answers, not_paintings_dir, painting_photos)
     if photos is not None:
-        results["photos"] = photo_report(predictor, rows, references, predictions == references, photos, seed)
+        results["photos"] = photo_report(predictor, rows, references, predictions == references, photos, seed,
+                                         progress=accelerator.is_local_main_process)
     if accelerator.is_main_process:
         out = Path(output_dir) if output_dir is not None else default_output_dir(ref)
         write_results(out, results, rows["path"], references, probabilities, artists)
@@ -251,7 +252,7 @@ def open_pictures(predictor: Predictor, paths):
 
 
 def photo_report(predictor: Predictor, rows, references: np.ndarray, clean_right: np.ndarray, limit: int,
-                 seed: int = 0, chunk: int = 32) -> dict:
+                 seed: int = 0, chunk: int = 32, progress: bool = True) -> dict:
     """Accuracy of the split's paintings as simulated photos (each style): whole, located, perfectly cropped;
     and the share of the located photos Tim says are no painting (none of their answers is one). Beside them,
     the accuracy on the same paintings as clean scans (`clean_right`: the split's answers right or wrong): a
@@ -266,7 +267,7 @@ def photo_report(predictor: Predictor, rows, references: np.ndarray, clean_right
         right = {"whole": [], "located": [], "cropped": []}
         rejected, found = [], []
         sims = simulated_photos(rows, picks, style, seed)
-        bar = tqdm(total=len(picks), desc=f"Simulated {style} photos", unit="photo")
+        bar = tqdm(total=len(picks), desc=f"Simulated {style} photos", unit="photo", disable=not progress)
         for start in range(0, len(picks), chunk):
             batch = [next(sims) for _ in picks[start : start + chunk]]
             truth = references[picks[start : start + chunk]]

@@ -46,7 +46,8 @@ FLAT = 0.05              # a border this close to one smooth colour field (media
 UPRIGHT = 0.5            # degrees: a large candidate this square to the picture is a scan's margin ...
 SCAN_AREA = 0.6          # ... when it covers at least this share of the picture
 MIN_MARGIN = 0.005       # a painting on a wall is at least this share of the picture's side from each edge
-MAX_SKEW = 30            # degrees: a painting's corners look at most this far from a right angle
+MAX_SKEW = 35            # degrees: a painting's corners look at most this far from a right angle (a phone
+                         # 45 degrees to one side of a painting sees up to about 32)
 MIN_SIDE_RATIO = 0.6     # ... and its opposite sides at least this similar in length
 MIN_SUPPORT = 0.4        # every side of a painting runs along a clear edge on at least this share of its length
 SUPPORT_EDGE = 16.0      # Lab gradient (Sobel, at SNAP_SIDE) of a clear edge
