@@ -114,12 +114,9 @@ class _Outputs(torch.nn.Module):
         self.tap = TextureTap(model)
 
     def forward(self, images):
-        feature_map = self.model.forward_features(images)
-        texture = self.tap.take()
+        feature_map = self.model.forward_features(images)  # the texture hooks fire inside it
         features = self.model.forward_head(feature_map, pre_logits=True)
-        if texture is None:  # a model without texture layers: an empty column block, so the graph is the same shape
-            texture = features[:, :0]
-        return self.model.get_classifier()(features), features, feature_map, texture
+        return self.model.get_classifier()(features), features, feature_map, self.tap.take_or_empty(features)
 
     def __enter__(self) -> "_Outputs":
         return self

@@ -294,6 +294,12 @@ class TextureTap:
             return None
         return torch.cat(kept, dim=1)
 
+    def take_or_empty(self, rows: torch.Tensor) -> torch.Tensor:
+        """`take()`, or an empty N x 0 block shaped like `rows` (N x D) when the model has no texture layers: every
+        caller gets a tensor, and an export the same graph shape."""
+        texture = self.take()
+        return rows[:, :0] if texture is None else texture
+
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()

@@ -254,15 +254,13 @@ class Predictor:
         """
         engine = self.engine
         if engine is not None:
-            parts = [engine.run(chunk, ("logits", "features", "texture")) for chunk in batch.split(self.ENGINE_BATCH)]
+            parts = [engine.run(chunk, Outputs._fields) for chunk in batch.split(self.ENGINE_BATCH)]
             return Outputs(*(torch.cat(column) for column in zip(*parts)))
         with self.autocast():
-            feature_map = self.model.forward_features(self._to_device(batch))
-            texture = self.texture.take()
-            features = self.model.forward_head(feature_map, pre_logits=True)
+            features = self.model.forward_head(self.model.forward_features(self._to_device(batch)), pre_logits=True)
             logits = self.model.get_classifier()(features)
-        features = features.float().cpu()
-        return Outputs(logits.float().cpu(), features, features[:, :0] if texture is None else texture.cpu())
+        texture = self.texture.take_or_empty(features)  # kept during that forward, on this thread
+        return Outputs(logits.float().cpu(), features.float().cpu(), texture.float().cpu())
 
     def answer(self, logits: torch.Tensor, features: torch.Tensor, texture: torch.Tensor | None = None) -> Answers:
         """The model's answer from its raw outputs: calibrated probabilities, unknown-artist score, known or not,
@@ -351,7 +349,7 @@ class Predictor:
         else:
             with self.autocast():
                 logits, features, cams = self.explainer(self._to_device(batch))
-                texture = self.texture.take()  # kept during the explainer's forward, on this thread
+                texture = self.texture.take_or_empty(features)  # kept during the explainer's forward, on this thread
         out = []
         predictions = self.to_predictions(self.answer(logits, features, texture), boxes, k, pieces)
         for prediction, cam, box, original in zip(predictions, cams, boxes, originals):
