@@ -57,7 +57,6 @@ def test_a_painting_on_a_wall_is_found_at_its_corners_and_straightened():
     assert np.array_equal(np.asarray(straighten(rgb, same)), np.asarray(upright))
 
 
-
 def test_a_painting_seen_steeply_from_the_side_is_found():
     """Photographed from well to one side, a rectangle's corners look 30 degrees and more from square (Tim's
     oblique simulated photos reach 32): still a painting, found at its corners."""
@@ -65,6 +64,20 @@ def test_a_painting_seen_steeply_from_the_side_is_found():
     photo = Image.fromarray(hang(wall(640, 480), painting(300, 200, seed=3), steep))
     [found] = find_paintings(photo)
     assert np.abs(found - steep).max() <= 4
+
+
+def test_a_dark_painting_in_a_gold_frame_is_found_at_the_canvas():
+    """The frame's edge with a dark canvas is much sharper than its edge with a light wall, so the sides snap onto
+    the canvas, and the frame, not the wall, lies just outside them: still a painting, answered as its canvas."""
+    art = (painting(300, 200, seed=9) * 0.35).astype(np.uint8)
+    framed = np.full((240, 340, 3), (212, 175, 85), np.uint8)  # a gold frame 20 px wide
+    framed[20:220, 20:320] = art
+    photo = Image.fromarray(hang(wall(640, 480), framed, CORNERS))
+    matrix = cv2.getPerspectiveTransform(np.float32([[0, 0], [340, 0], [340, 240], [0, 240]]), CORNERS)
+    canvas = cv2.perspectiveTransform(np.float32([[[20, 20], [320, 20], [320, 220], [20, 220]]]), matrix)[0]
+    [found] = find_paintings(photo)
+    assert np.abs(found - canvas).max() <= 4
+
 
 def test_a_frame_is_cut_off_when_straightened_but_not_a_canvas():
     """The outline is the frame's (what a person sees as the painting's edge); the model is shown the canvas."""

@@ -14,7 +14,8 @@ How, on small copies (SEARCH_SIDE, SNAP_SIDE px; corners are scaled back to the 
    sharp straight edge near it (a frame's outer edge, not the shadow's).
 3. a painting is a quadrilateral that could be a rectangle seen by a phone, clear of the picture's edges, not a
    scan's own margin (large and exactly upright), filled by its blob, with a clear edge along every side and
-   plain wall (or shadow) just outside them.
+   plain wall (or shadow) just outside them, or else a frame (its edge with a dark canvas was the sharper: the
+   painting is then the canvas inside it).
 `straighten` warps the outline to an upright rectangle and, by default, cuts off a frame seen inside it.
 Measured by benchmarks/bench_locate.py (real gallery photos with masks, clean scans, simulated photos).
 """
@@ -94,10 +95,12 @@ def find_paintings(picture: Image.Image | np.ndarray, max_paintings: int = 4) ->
             continue
         fine_gradients = fine_gradients or gradients(lab_of(fine), cv2.CV_16S)
         quad = snap_to_edges(rough / factor, *fine_gradients)
-        if (clear_of_edges(quad, fine.shape) and rectangular(quad) and not scanned_margin(quad, fine.shape)
-                and edge_support(quad, *fine_gradients) >= MIN_SUPPORT
-                and looks_hung(quad * factor, blob, plain)):
-            candidates.append(quad)
+        if not (clear_of_edges(quad, fine.shape) and rectangular(quad) and not scanned_margin(quad, fine.shape)
+                and edge_support(quad, *fine_gradients) >= MIN_SUPPORT):
+            continue
+        painting = hung_painting(quad, rough / factor, factor, fine, blob, plain)
+        if painting is not None:
+            candidates.append(painting)
     candidates.sort(key=lambda q: -cv2.contourArea(q))
     return [(q / scale).astype(np.float32) for q in candidates[:max_paintings]]
 
@@ -379,12 +382,18 @@ def edge_support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> float:
     return float((across > SUPPORT_EDGE).mean(1).min())
 
 
-def looks_hung(quad: np.ndarray, blob: np.ndarray, plain: np.ndarray) -> bool:
-    """Is this quadrilateral a painting on a wall: filled, clearly smaller than the picture, and something plain
-    (smooth or wall-coloured: the wall, or the shadow the painting casts on it) just outside its sides?"""
-    if not filled(quad, blob, MIN_FILL, MAX_AREA):
-        return False
-    return plain_beside(quad, plain).mean() >= MEAN_PLAIN
+def hung_painting(quad: np.ndarray, outline: np.ndarray, factor: float, fine: np.ndarray, blob: np.ndarray,
+                  plain: np.ndarray) -> np.ndarray | None:
+    """`quad` if it is a painting on a wall: filled by its blob, clearly smaller than the picture, and something
+    plain just outside its sides (smooth or wall-coloured: the wall, or the shadow the painting casts on it).
+    Failing that, the inside of a frame seen between `quad` and the blob's `outline` (`quad` was snapped onto the
+    frame's inner edge on some sides: its outer edge was fainter). Else None. (`quad`, `outline`: `fine`'s
+    pixels; `blob`, `plain`: SEARCH_SIDE's, `factor` times those.)"""
+    if not filled(quad * factor, blob, MIN_FILL, MAX_AREA):
+        return None
+    if plain_beside(quad * factor, plain).mean() >= MEAN_PLAIN:
+        return quad
+    return inside_frame(fine, outline)
 
 
 def filled(quad: np.ndarray, blob: np.ndarray, fill: float, max_area: float) -> bool:
