@@ -40,6 +40,15 @@ def hang(photo: np.ndarray, art: np.ndarray, corners: np.ndarray) -> np.ndarray:
 CORNERS = np.float32([[100, 100], [550, 120], [545, 415], [105, 400]])  # a 3:2 painting, a little off-axis
 
 
+def framed_on_wall(art: np.ndarray, colour: tuple[int, int, int]) -> tuple[Image.Image, np.ndarray]:
+    """A 300 x 200 `art` in a frame of `colour` 20 px wide, hung with the frame's corners at CORNERS; and the
+    canvas's corners in the photo."""
+    framed = np.full((240, 340, 3), colour, np.uint8)
+    framed[20:220, 20:320] = art
+    matrix = cv2.getPerspectiveTransform(np.float32([[0, 0], [340, 0], [340, 240], [0, 240]]), CORNERS)
+    canvas = cv2.perspectiveTransform(np.float32([[[20, 20], [320, 20], [320, 220], [20, 220]]]), matrix)[0]
+    return Image.fromarray(hang(wall(640, 480), framed, CORNERS)), canvas
+
 def test_a_painting_on_a_wall_is_found_at_its_corners_and_straightened():
     art = painting(300, 200, seed=1)
     photo = Image.fromarray(hang(wall(640, 480), art, CORNERS))
@@ -69,26 +78,16 @@ def test_a_painting_seen_steeply_from_the_side_is_found():
 def test_a_dark_painting_in_a_gold_frame_is_found_at_the_canvas():
     """The frame's edge with a dark canvas is much sharper than its edge with a light wall, so the sides snap onto
     the canvas, and the frame, not the wall, lies just outside them: still a painting, answered as its canvas."""
-    art = (painting(300, 200, seed=9) * 0.35).astype(np.uint8)
-    framed = np.full((240, 340, 3), (212, 175, 85), np.uint8)  # a gold frame 20 px wide
-    framed[20:220, 20:320] = art
-    photo = Image.fromarray(hang(wall(640, 480), framed, CORNERS))
-    matrix = cv2.getPerspectiveTransform(np.float32([[0, 0], [340, 0], [340, 240], [0, 240]]), CORNERS)
-    canvas = cv2.perspectiveTransform(np.float32([[[20, 20], [320, 20], [320, 220], [20, 220]]]), matrix)[0]
+    photo, canvas = framed_on_wall((painting(300, 200, seed=9) * 0.35).astype(np.uint8), (212, 175, 85))
     [found] = find_paintings(photo)
     assert np.abs(found - canvas).max() <= 4
 
 
 def test_a_frame_is_cut_off_when_straightened_but_not_a_canvas():
     """The outline is the frame's (what a person sees as the painting's edge); the model is shown the canvas."""
-    art = painting(300, 200, seed=9)
-    framed = np.full((240, 340, 3), (180, 140, 60), np.uint8)  # a gold frame 20 px wide
-    framed[20:220, 20:320] = art
-    photo = Image.fromarray(hang(wall(640, 480), framed, CORNERS))
+    photo, inner = framed_on_wall(painting(300, 200, seed=9), (180, 140, 60))
     regions = find_paintings(photo)
     assert len(regions) == 1 and np.abs(regions[0] - CORNERS).max() <= 4
-    matrix = cv2.getPerspectiveTransform(np.float32([[0, 0], [340, 0], [340, 240], [0, 240]]), CORNERS)
-    inner = cv2.perspectiveTransform(np.float32([[[20, 20], [320, 20], [320, 220], [20, 220]]]), matrix)[0]
     canvas, whole = straighten(photo, regions[0]), straighten(photo, regions[0], trim_frame=False)
     assert canvas.size == pytest.approx(straighten(photo, inner, trim_frame=False).size, rel=0.04)
     assert whole.size == pytest.approx(straighten(photo, CORNERS, trim_frame=False).size, rel=0.02)
