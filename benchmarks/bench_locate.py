@@ -15,6 +15,8 @@
    under perfectly cropped.
 4. Cost: locating per picture (ms) on each kind, and straightening the painting found, beside one model
    prediction (Predictor.predict on one picture file) timed in the same run, interleaved picture by picture.
+Beside 1-3, how evenly the wall is lit (`light_spread`) where a painting was found: the one signal measured that
+tells most scans cut on their sheet from photographed walls, and what a rule on it would cost (docs/locating.md).
 """
 from __future__ import annotations
 
@@ -38,12 +40,31 @@ from tim.catalog import bundled_checkpoints  # noqa: E402
 from tim.checkpoint import save_checkpoint  # noqa: E402
 from tim.data import prepare_data  # noqa: E402
 from tim.evaluation import data_config_for  # noqa: E402
-from tim.locate import find_paintings, straighten  # noqa: E402
+from tim.locate import (SEARCH_SIDE, SNAP_SIDE, field_terms, find_paintings, lab_of, shrunk,  # noqa: E402
+                        straighten, wall_colour_field)
 from tim.photos import STYLES, simulate_photo  # noqa: E402
 from tim.predictor import Predictor  # noqa: E402
 from _smoke import tiny_paintings, use_threads  # noqa: E402 - benchmarks/_smoke.py
 
 DATASETS = REPO.parent / "shared" / "datasets"
+EVEN = 5.0  # Lab lightness (of 255): a wall lit more evenly than this (std over the picture) is lit like a scanner's
+
+
+def light_spread(picture: Image.Image) -> float:
+    """How unevenly the 'wall' is lit: the std over the picture of the lightness of the wall's colour field, as
+    tim.locate fits it to the picture's border (a scanner lights a sheet evenly; a room lights a wall unevenly)."""
+    fine, _ = shrunk(np.asarray(picture.convert("RGB")), SNAP_SIDE)
+    lab = lab_of(shrunk(fine, SEARCH_SIDE)[0])
+    return float((field_terms(*lab.shape[:2]) @ wall_colour_field(lab)[:, 0]).std())
+
+
+def evenly_lit(spreads: list[float]) -> str:
+    """'k of n lit evenly (spread < EVEN), spread quantiles' for the pictures where a painting was found."""
+    if not spreads:
+        return "no painting found"
+    q = np.quantile(spreads, [0.1, 0.5])
+    return (f"{sum(s < EVEN for s in spreads)} of {len(spreads)} with a painting found lit evenly "
+            f"(light spread < {EVEN:g}; 10th percentile {q[0]:.1f}, median {q[1]:.1f})")
 
 
 def cpu_name() -> str:
@@ -127,12 +148,13 @@ def gallery_report(folder: Path, clock: Clock) -> None:
     photos = sorted(p for p in folder.glob("*/*.jpg") if p.with_suffix(".png").exists())
     if not photos:
         sys.exit(f"error: no photos with masks (NNNNN.jpg + NNNNN.png in subfolders) under {folder}; give --gallery")
-    ious, counts = [], []
+    ious, counts, spreads = [], [], []
     for path in photos:
         picture = Image.open(path).convert("RGB")
         regions = clock.find("real photos", picture)
         ious.append(outline_iou(regions, np.asarray(Image.open(path.with_suffix(".png")).convert("L")) > 127))
         counts.append(len(regions))
+        spreads += [light_spread(picture)] if regions else []
     ious = np.array(ious)
     print(f"\n1. real photos ({folder}): {len(photos)} photos, {sum(c == 0 for c in counts)} answered whole, "
           f"{sum(c > 1 for c in counts)} with several paintings found")
@@ -140,16 +162,19 @@ def gallery_report(folder: Path, clock: Clock) -> None:
           f">= 0.9: {(ious >= 0.9).mean():.1%}   (goals: median >= 0.90, >= 0.8 for >= 85%)")
     worst = np.argsort(ious)[:5]
     print("   lowest: " + ", ".join(f"{photos[i].parent.name}/{photos[i].name} {ious[i]:.2f}" for i in worst))
+    print(f"   {evenly_lit(spreads)}")
 
 
 def scan_report(paintings: list[tuple[str, str]], predictor: Predictor, clock: Clock) -> None:
     """The share used whole, and what cutting the others costs: accuracy answered whole vs as located (the
     largest painting found, straightened; the whole scan when none is)."""
     whole = right_whole = right_located = 0
+    spreads = []
     for path, truth in paintings:
         picture = Image.open(path).convert("RGB")
         regions = clock.find("clean scans", picture)
         whole += not regions
+        spreads += [light_spread(picture)] if regions else []
         answer = clock.answer(predictor, path)
         right_whole += answer == truth
         right_located += (artist(predictor, straighten(picture, regions[0])) if regions else answer) == truth
@@ -157,6 +182,7 @@ def scan_report(paintings: list[tuple[str, str]], predictor: Predictor, clock: C
     print(f"\n2. clean scans: {whole / n:.1%} of {n} test paintings used whole (goal >= 98%); accuracy answered "
           f"whole {right_whole / n:.3f}, as located {right_located / n:.3f} ({right_whole} vs {right_located} right; "
           "goal: within 0.005)")
+    print(f"   {evenly_lit(spreads)}")
 
 
 def simulated_report(paintings: list[tuple[str, str]], predictor: Predictor, clock: Clock, folder: Path) -> None:
@@ -165,7 +191,7 @@ def simulated_report(paintings: list[tuple[str, str]], predictor: Predictor, clo
     print(f"   {'style':<10}{'as is':>8}{'located':>10}{'perfect crop':>14}{'found':>8}")
     for style in STYLES:
         right = {"as is": 0, "located": 0, "perfect crop": 0}
-        found = 0
+        found, spreads = 0, []
         for seed, (path, truth) in enumerate(paintings):
             shot = simulate_photo(Image.open(path), seed=seed, style=style)
             photo = folder / f"{style}-{seed}.jpg"
@@ -175,12 +201,13 @@ def simulated_report(paintings: list[tuple[str, str]], predictor: Predictor, clo
             located = straighten(shot.photo, regions[0]) if regions else shot.photo
             clock.locate.setdefault(f"straightening, {style}", []).append(time.perf_counter() - t)
             found += bool(regions)
+            spreads += [light_spread(shot.photo)] if regions else []
             right["as is"] += clock.answer(predictor, str(photo)) == truth
             right["located"] += artist(predictor, located) == truth
             right["perfect crop"] += artist(predictor, shot.cropped) == truth
         n = len(paintings)
         print(f"   {style:<10}{right['as is'] / n:8.3f}{right['located'] / n:10.3f}{right['perfect crop'] / n:14.3f}"
-              f"{found / n:8.0%}")
+              f"{found / n:8.0%}   {evenly_lit(spreads)}")
     print("   (goals: located >= 0.55, and at most 10 points under the perfect crop)")
 
 
