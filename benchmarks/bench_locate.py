@@ -196,12 +196,13 @@ def simulated_report(paintings: list[tuple[str, str]], predictor: Predictor, clo
             shot = simulate_photo(Image.open(path), seed=seed, style=style)
             photo = folder / f"{style}-{seed}.jpg"
             shot.photo.save(photo, quality=95)
-            regions = clock.find(f"{style} photos", Image.open(photo).convert("RGB"))
+            picture = Image.open(photo).convert("RGB")  # as a user's file: what the locator sees
+            regions = clock.find(f"{style} photos", picture)
             t = time.perf_counter()
             located = straighten(shot.photo, regions[0]) if regions else shot.photo
             clock.locate.setdefault(f"straightening, {style}", []).append(time.perf_counter() - t)
             found += bool(regions)
-            spreads += [light_spread(shot.photo)] if regions else []
+            spreads += [light_spread(picture)] if regions else []
             right["as is"] += clock.answer(predictor, str(photo)) == truth
             right["located"] += artist(predictor, located) == truth
             right["perfect crop"] += artist(predictor, shot.cropped) == truth
