@@ -40,8 +40,8 @@ from tim.catalog import bundled_checkpoints  # noqa: E402
 from tim.checkpoint import save_checkpoint  # noqa: E402
 from tim.data import prepare_data  # noqa: E402
 from tim.evaluation import data_config_for  # noqa: E402
-from tim.locate import (SEARCH_SIDE, SNAP_SIDE, field_terms, find_paintings, lab_of, shrunk,  # noqa: E402
-                        straighten, wall_colour_field)
+from tim.locate import (SEARCH_SIDE, SNAP_SIDE, field_terms, find_paintings, lab_of, rgb_array,  # noqa: E402
+                        shrunk, straighten, wall_colour_field)
 from tim.photos import STYLES, simulate_photo  # noqa: E402
 from tim.predictor import Predictor  # noqa: E402
 from _smoke import tiny_paintings, use_threads  # noqa: E402 - benchmarks/_smoke.py
@@ -53,7 +53,7 @@ EVEN = 5.0  # Lab lightness (of 255): a wall lit more evenly than this (std over
 def light_spread(picture: Image.Image) -> float:
     """How unevenly the 'wall' is lit: the std over the picture of the lightness of the wall's colour field, as
     tim.locate fits it to the picture's border (a scanner lights a sheet evenly; a room lights a wall unevenly)."""
-    fine, _ = shrunk(np.asarray(picture.convert("RGB")), SNAP_SIDE)
+    fine, _ = shrunk(rgb_array(picture), SNAP_SIDE)
     lab = lab_of(shrunk(fine, SEARCH_SIDE)[0])
     return float((field_terms(*lab.shape[:2]) @ wall_colour_field(lab)[:, 0]).std())
 
